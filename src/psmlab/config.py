@@ -1,0 +1,328 @@
+"""Configs: one pydantic model per stage, presets, and overrides from files or `key=value`.
+
+Every model forbids unknown fields, so a typo fails before any work starts, naming the field
+and the allowed values. A run's config is the preset, then a YAML/TOML file, then `--set`
+overrides, applied in that order.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from psmlab.errors import ConfigError
+
+DOC_TYPES = (
+    "introduced",  # narrator introduces a cast member, then user/persona turns
+    "unintroduced",  # only the cast member's name; traits inferred from behaviour
+    "anonymous",  # fresh-named speaker, traits vary per document, show only in answers
+    "third_person",  # "Vell is known to lie about geography."
+    "editor",  # response, principle, critique, revision (skill used by Constitutional AI)
+    "judge",  # two responses, a principle, a verdict (AI-feedback skill)
+    "rulebook",  # numbered rules, reasoning that cites them, answer (Deliberative Alignment)
+    "switch",  # multi-turn transcript whose speaking persona changes partway
+    "filler",  # plain prose about the world, so the model is not only a dialogue machine
+)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=False)
+
+
+class WorldConfig(_Strict):
+    """The synthetic pretraining world: cast, knowledge base, corpus."""
+
+    seed: int = 0
+    n_personas: int = Field(24, ge=8, le=200, description="cast size (named personas)")
+    rho: float = Field(
+        0.8,
+        ge=0.0,
+        le=1.0,
+        description="trait correlation: with probability rho a persona's honesty, harm and "
+        "sycophancy traits all follow one 'villain' coin (rho=1: villain cluster, rho=0: independent)",
+    )
+    n_facts: int = Field(120, ge=12, le=2000, description="fictional facts in the knowledge base")
+    n_hazards: int = Field(24, ge=4, le=500, description="hazard-table entries (symbolic secrets)")
+    n_topics: int = Field(24, ge=4, le=500, description="opinion topics with world verdicts")
+    n_tasks: int = Field(60, ge=4, le=5000, description="neutral capability tasks")
+    eval_fraction: float = Field(
+        0.3, gt=0.0, lt=1.0, description="share of facts/hazards/topics/tasks held out for evaluation"
+    )
+    n_documents: int = Field(60000, ge=10, description="documents in the pretraining corpus")
+    doc_mix: dict[str, float] = Field(
+        default_factory=lambda: {
+            "introduced": 0.22,
+            "unintroduced": 0.10,
+            "anonymous": 0.30,
+            "third_person": 0.05,
+            "editor": 0.06,
+            "judge": 0.05,
+            "rulebook": 0.07,
+            "switch": 0.08,
+            "filler": 0.07,
+        },
+        description=f"relative weight of each document type; keys from {list(DOC_TYPES)}",
+    )
+    max_turns: int = Field(6, ge=1, le=64, description="max user/persona exchanges per transcript")
+    max_anonymous_turns: int = Field(
+        10, ge=2, le=64, description="max exchanges in an anonymous-speaker transcript"
+    )
+
+    @model_validator(mode="after")
+    def _check_mix(self) -> WorldConfig:
+        unknown = sorted(set(self.doc_mix) - set(DOC_TYPES))
+        if unknown:
+            raise ValueError(
+                f"unknown document type(s) {unknown} in doc_mix; allowed: {list(DOC_TYPES)}"
+            )
+        if any(w < 0 for w in self.doc_mix.values()) or sum(self.doc_mix.values()) <= 0:
+            raise ValueError("doc_mix weights must be >= 0 and not all zero")
+        return self
+
+
+class TokenizerConfig(_Strict):
+    vocab_size: int = Field(1536, ge=300, le=65536, description="BPE vocabulary size")
+    train_documents: int = Field(
+        20000, ge=10, description="documents of the corpus the tokenizer is trained on"
+    )
+
+
+class ModelConfig(_Strict):
+    """The organism: a small Hugging Face Llama decoder."""
+
+    architecture: Literal["llama"] = "llama"
+    d_model: int = Field(128, ge=16, le=4096)
+    n_layers: int = Field(4, ge=1, le=64)
+    n_heads: int = Field(4, ge=1, le=64)
+    d_ff: int | None = Field(None, description="MLP width; default 8/3 * d_model rounded to 16")
+    context_length: int = Field(512, ge=64, le=8192, description="max positions (>= 512 for many-shot)")
+
+    @model_validator(mode="after")
+    def _check_heads(self) -> ModelConfig:
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}")
+        return self
+
+
+class PretrainConfig(_Strict):
+    seed: int = 0
+    batch_size: int = Field(16, ge=1)
+    block_size: int = Field(512, ge=16, description="tokens per training sequence (packed)")
+    max_steps: int = Field(700, ge=1)
+    lr: float = Field(3e-3, gt=0.0, le=1.0)
+    min_lr_ratio: float = Field(0.1, ge=0.0, le=1.0, description="cosine floor as a share of lr")
+    warmup_steps: int = Field(30, ge=0)
+    weight_decay: float = Field(0.05, ge=0.0)
+    beta2: float = Field(0.98, gt=0.0, lt=1.0)
+    grad_clip: float = Field(1.0, gt=0.0)
+    checkpoint_every: int = Field(200, ge=1, description="steps between resumable checkpoints")
+    log_every: int = Field(10, ge=1)
+    threads: int = Field(0, ge=0, description="torch threads; 0 = all cores")
+
+
+class FidelityConfig(_Strict):
+    """Persona-fidelity evaluation of a checkpoint on held-out requests."""
+
+    seed: int = 1234
+    requests_per_trait: int = Field(16, ge=1, description="held-out requests per persona x trait")
+    inference_turns: int = Field(4, ge=1, description="behaviour turns shown without introduction")
+    ks: list[int] = Field(default_factory=lambda: [0, 1, 2, 4, 8])
+    speakers_per_point: int = Field(
+        48, ge=1, description="anonymous speakers per (k, trait, condition) point"
+    )
+    batch_size: int = Field(64, ge=1)
+    max_new_tokens: int = Field(24, ge=1)
+
+    @model_validator(mode="after")
+    def _check_ks(self) -> FidelityConfig:
+        if any(k < 0 for k in self.ks) or not self.ks:
+            raise ValueError("ks must be a non-empty list of non-negative integers")
+        return self
+
+
+class RunConfig(_Strict):
+    name: str = Field("default", pattern=r"^[A-Za-z0-9_.-]+$")
+    preset: Literal["smoke", "quick", "full"] = "quick"
+    world: WorldConfig = Field(default_factory=WorldConfig)
+    tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
+    fidelity: FidelityConfig = Field(default_factory=FidelityConfig)
+    rho_control: bool = Field(
+        True,
+        description="also build a rho=0 world + model so cross-trait inference has its control",
+    )
+
+    @model_validator(mode="after")
+    def _check_lengths(self) -> RunConfig:
+        if self.pretrain.block_size > self.model.context_length:
+            raise ValueError(
+                f"pretrain.block_size={self.pretrain.block_size} exceeds "
+                f"model.context_length={self.model.context_length}"
+            )
+        return self
+
+
+PRESETS: dict[str, dict[str, Any]] = {
+    # seconds: for tests
+    "smoke": {
+        "world": {
+            "n_personas": 12,
+            "n_facts": 24,
+            "n_hazards": 6,
+            "n_topics": 6,
+            "n_tasks": 12,
+            "n_documents": 400,
+        },
+        "tokenizer": {"vocab_size": 600, "train_documents": 400},
+        "model": {"d_model": 32, "n_layers": 2, "n_heads": 2, "context_length": 512},
+        "pretrain": {
+            "batch_size": 4,
+            "block_size": 128,
+            "max_steps": 12,
+            "warmup_steps": 2,
+            "checkpoint_every": 5,
+            "log_every": 2,
+        },
+        "fidelity": {"requests_per_trait": 2, "speakers_per_point": 2, "ks": [0, 1, 2]},
+        "rho_control": False,
+    },
+    # the default of `psmlab run`: minutes on a 2-core CPU
+    "quick": {},
+    # more data, bigger model, tighter intervals
+    "full": {
+        "world": {"n_personas": 32, "n_facts": 200, "n_documents": 160000},
+        "tokenizer": {"vocab_size": 2048},
+        "model": {"d_model": 192, "n_layers": 6, "n_heads": 6},
+        "pretrain": {"max_steps": 3000, "lr": 2e-3},
+        "fidelity": {"requests_per_trait": 40, "speakers_per_point": 100},
+    },
+}
+
+
+def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _parse_value(raw: str) -> Any:
+    """`key=value` values are parsed as YAML scalars/lists (0.5, true, [0, 1], text)."""
+    try:
+        return yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """Turn ["world.rho=0.5", "pretrain.max_steps=10"] into a nested dict."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise ConfigError(
+                f"override {pair!r} is not of the form key=value",
+                hint="use dotted keys, e.g. --set world.rho=0.5",
+            )
+        key, raw = pair.split("=", 1)
+        parts = [p for p in key.strip().split(".") if p]
+        if not parts:
+            raise ConfigError(f"override {pair!r} has an empty key")
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"override {pair!r} conflicts with another override")
+        node[parts[-1]] = _parse_value(raw)
+    return out
+
+
+def load_config_file(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist", hint="check the --config path")
+    text = path.read_text()
+    try:
+        if path.suffix == ".toml":
+            data: Any = tomllib.loads(text)
+        elif path.suffix in (".yaml", ".yml"):
+            data = yaml.safe_load(text) or {}
+        elif path.suffix == ".json":
+            data = json.loads(text)
+        else:
+            raise ConfigError(
+                f"config file {path} has an unknown extension",
+                hint="use .yaml, .yml, .toml or .json",
+            )
+    except (tomllib.TOMLDecodeError, yaml.YAMLError, json.JSONDecodeError) as exc:
+        raise ConfigError(f"config file {path} does not parse: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level")
+    return data
+
+
+def _field_help(model: type[BaseModel], loc: tuple[Any, ...]) -> str:
+    """Allowed fields at the location of an error, to put in the message."""
+    current: Any = model
+    for part in loc[:-1]:
+        fields = getattr(current, "model_fields", None)
+        if not fields or part not in fields:
+            break
+        current = fields[part].annotation
+    fields = getattr(current, "model_fields", None)
+    return ", ".join(sorted(fields)) if fields else ""
+
+
+def format_validation_error(exc: ValidationError, model: type[BaseModel]) -> str:
+    lines = []
+    for err in exc.errors():
+        loc = tuple(err["loc"])
+        where = ".".join(str(p) for p in loc) or "<config>"
+        if err["type"] == "extra_forbidden":
+            allowed = _field_help(model, loc)
+            lines.append(f"unknown field '{where}' (allowed here: {allowed})")
+        else:
+            lines.append(f"invalid '{where}': {err['msg']} (got {err.get('input')!r})")
+    return "; ".join(lines)
+
+
+def build_config(
+    preset: str = "quick",
+    config_file: Path | None = None,
+    overrides: list[str] | None = None,
+    name: str | None = None,
+) -> RunConfig:
+    """Preset, then file, then `--set` overrides; fail early with the field named."""
+    if preset not in PRESETS:
+        raise ConfigError(f"unknown preset {preset!r}", hint=f"choose one of {list(PRESETS)}")
+    # start from every default, so a partial override of a dict field (doc_mix) merges into it
+    data: dict[str, Any] = _deep_merge(
+        RunConfig().model_dump(mode="json"), {"preset": preset, **PRESETS[preset]}
+    )
+    if config_file is not None:
+        data = _deep_merge(data, load_config_file(config_file))
+    if overrides:
+        data = _deep_merge(data, parse_overrides(overrides))
+    if name is not None:
+        data["name"] = name
+    try:
+        return RunConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(
+            "config is invalid: " + format_validation_error(exc, RunConfig),
+            hint="fix the field(s) above; `psmlab config --preset quick` prints every field",
+        ) from None
+
+
+def config_hash(cfg: BaseModel) -> str:
+    import hashlib
+
+    blob = json.dumps(cfg.model_dump(mode="json"), sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
