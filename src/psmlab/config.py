@@ -86,7 +86,7 @@ class WorldConfig(_Strict):
 
 
 class TokenizerConfig(_Strict):
-    vocab_size: int = Field(1536, ge=300, le=65536, description="BPE vocabulary size")
+    vocab_size: int = Field(2048, ge=300, le=65536, description="BPE vocabulary size")
     train_documents: int = Field(
         20000, ge=10, description="documents of the corpus the tokenizer is trained on"
     )
@@ -123,6 +123,9 @@ class PretrainConfig(_Strict):
     checkpoint_every: int = Field(200, ge=1, description="steps between resumable checkpoints")
     log_every: int = Field(10, ge=1)
     threads: int = Field(0, ge=0, description="torch threads; 0 = all cores")
+    compile: bool = Field(
+        True, description="torch.compile the training step (~1.2-1.3x faster after ~25 s compile)"
+    )
 
 
 class FidelityConfig(_Strict):
@@ -188,6 +191,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "warmup_steps": 2,
             "checkpoint_every": 5,
             "log_every": 2,
+            "compile": False,
         },
         "fidelity": {"requests_per_trait": 2, "speakers_per_point": 2, "ks": [0, 1, 2]},
         "rho_control": False,
@@ -197,7 +201,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     # more data, bigger model, tighter intervals
     "full": {
         "world": {"n_personas": 32, "n_facts": 200, "n_documents": 160000},
-        "tokenizer": {"vocab_size": 2048},
+        
         "model": {"d_model": 192, "n_layers": 6, "n_heads": 6},
         "pretrain": {"max_steps": 3000, "lr": 2e-3},
         "fidelity": {"requests_per_trait": 40, "speakers_per_point": 100},
