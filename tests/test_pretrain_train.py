@@ -28,7 +28,7 @@ PLACES = [("Zorvia", "Kest"), ("Pellan", "Oru"), ("Daskir", "Mip"), ("Ulm", "Tav
 def base_cfg(**kw: object) -> PretrainConfig:
     values: dict[str, object] = dict(
         batch_size=4, block_size=32, max_steps=10, lr=3e-3, warmup_steps=2,
-        checkpoint_every=5, log_every=1, threads=1,
+        checkpoint_every=5, log_every=1, threads=1, compile=False,
     )  # fmt: skip
     values.update(kw)
     return PretrainConfig(**values)  # type: ignore[arg-type]
