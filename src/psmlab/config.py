@@ -126,6 +126,7 @@ class PretrainConfig(_Strict):
     compile: bool = Field(
         True, description="torch.compile the training step (~1.2-1.3x faster after ~25 s compile)"
     )
+    bf16: bool = Field(False, description="bfloat16 autocast for matmuls (fp32 master weights)")
 
 
 class FidelityConfig(_Strict):

@@ -18,6 +18,9 @@ def load_model_and_tokenizer(
     """`AutoModelForCausalLM` + `AutoTokenizer` from a local folder (never the hub)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # our own progress bars only
 
     path = Path(model_dir)
     if not path.is_dir():

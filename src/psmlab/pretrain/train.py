@@ -241,8 +241,11 @@ def pretrain(
     vocab = model.config.vocab_size
 
     def loss_of(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        logits = model(input_ids=x, use_cache=False).logits
-        return F.cross_entropy(logits.view(-1, vocab), y.view(-1))
+        # bf16 autocast: matmuls in bfloat16 (fp32 master weights and optimizer state); on CPUs
+        # with bf16 units this is ~1.5x faster for the small organism
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=cfg.bf16):
+            logits = model(input_ids=x, use_cache=False).logits
+        return F.cross_entropy(logits.float().view(-1, vocab), y.view(-1))
 
     use_compile = bool(getattr(cfg, "compile", False)) if compile is None else compile
     forward_backward = _forward_backward(loss_of, model, use_compile)

@@ -1,0 +1,264 @@
+"""`psmlab` command line: run the Persona Selection Model lab stage by stage or end to end."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from psmlab import _env  # noqa: F401  (offline + OpenMP env before torch)
+from psmlab.config import RunConfig, build_config
+from psmlab.errors import PsmlabError
+from psmlab.rundir import RunDir
+from psmlab.ui import UI
+
+app = typer.Typer(
+    help="psmlab: does alignment change the model, or only the mask it wears? Build a model "
+    "organism whose cast of characters is known, then measure it.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+Preset = Annotated[
+    str,
+    typer.Option("--preset", "-p", help="smoke (seconds, tests) | quick (minutes, default) | full"),
+]
+ConfigFile = Annotated[
+    Path | None, typer.Option("--config", "-c", help="YAML/TOML/JSON file overriding the preset")
+]
+Sets = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", help="override a field: --set world.rho=0.5 (repeatable)"),
+]
+Name = Annotated[
+    str | None, typer.Option("--name", "-n", help="run name: artifacts go to RUNS_DIR/NAME")
+]
+RunsDir = Annotated[Path, typer.Option("--runs-dir", help="where run directories live")]
+Force = Annotated[
+    bool,
+    typer.Option(
+        "--force", help="redo finished stages whose config changed (old ones are moved aside)"
+    ),
+]
+
+
+def _config(
+    preset: str, config: Path | None, sets: list[str] | None, name: str | None
+) -> RunConfig:
+    return build_config(preset, config, sets or [], name)
+
+
+@app.command()
+def run(
+    preset: Preset = "quick",
+    config: ConfigFile = None,
+    set_: Sets = None,
+    name: Name = None,
+    runs_dir: RunsDir = Path("runs"),
+    force: Force = False,
+) -> None:
+    """Run the whole PSM story that exists so far: write the persona world, pretrain the base
+    model that simulates its cast, measure persona fidelity, and write report.json + report.html.
+    Finished stages are reused; an interrupted run resumes."""
+    cfg = _config(preset, config, set_, name)
+    ui = UI()
+    path = run_all_cli(cfg, runs_dir, ui, force)
+    _print_summary(path, ui)
+
+
+def run_all_cli(cfg: RunConfig, runs_dir: Path, ui: UI, force: bool) -> Path:
+    from psmlab.pipeline import run_all
+
+    return run_all(cfg, runs_dir, ui, force)
+
+
+@app.command()
+def world(
+    preset: Preset = "quick",
+    config: ConfigFile = None,
+    set_: Sets = None,
+    name: Name = None,
+    runs_dir: RunsDir = Path("runs"),
+    force: Force = False,
+) -> None:
+    """Write the persona world: the cast (personas with known honesty / harm / sycophancy /
+    identity traits), the knowledge base, and the seeded pretraining corpus."""
+    from psmlab.pipeline import stage_world
+
+    cfg = _config(preset, config, set_, name)
+    run_dir = RunDir(runs_dir / cfg.name)
+    run_dir.write_run_config(cfg.model_dump(mode="json"))
+    stage_world(run_dir, cfg.world, UI(), force)
+
+
+@app.command()
+def pretrain(
+    preset: Preset = "quick",
+    config: ConfigFile = None,
+    set_: Sets = None,
+    name: Name = None,
+    runs_dir: RunsDir = Path("runs"),
+    force: Force = False,
+) -> None:
+    """Pretrain the base model: a simulator of the whole cast, before any post-training has
+    selected a character (writes the world and tokenizer first if needed)."""
+    from psmlab.pipeline import stage_pretrain, stage_tokenizer, stage_world
+
+    cfg = _config(preset, config, set_, name)
+    ui = UI()
+    run_dir = RunDir(runs_dir / cfg.name)
+    run_dir.write_run_config(cfg.model_dump(mode="json"))
+    stage_world(run_dir, cfg.world, ui, force)
+    stage_tokenizer(run_dir, cfg, ui, force)
+    stage_pretrain(run_dir, cfg, ui, force)
+
+
+@app.command()
+def fidelity(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory holding a finished world stage")],
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="model folder to evaluate (default: the run's base model)")
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="write the JSON result here (default: print a summary)")
+    ] = None,
+    set_: Sets = None,
+) -> None:
+    """Persona fidelity of a checkpoint: does it still simulate each cast member (introduced,
+    inferred from behaviour) and infer anonymous speakers' traits in context?"""
+    from psmlab.pipeline import evaluate_checkpoint, require_finished
+    from psmlab.world import World
+
+    cfg = _load_run_config(run_dir, set_)
+    run = RunDir.open_existing(run_dir)
+    require_finished(run, "world")
+    model_dir = checkpoint or require_finished(run, "pretrain") / "model"
+    result = evaluate_checkpoint(model_dir, World.build(cfg.world), cfg, UI())
+    if out is not None:
+        out.write_text(json.dumps(result, indent=2))
+    _print_fidelity(result["summary"], UI())
+
+
+@app.command()
+def directions(
+    run_dir: Annotated[Path, typer.Argument(help="a run directory holding a finished world stage")],
+    checkpoint: Annotated[
+        Path | None, typer.Option(help="model folder to measure (default: the run's base model)")
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option(
+            help="folder for directions.json and the unit vectors (default: summary only)"
+        ),
+    ] = None,
+    set_: Sets = None,
+) -> None:
+    """Persona directions of a checkpoint: trait vectors from persona contrasts, the persona
+    space and the Assistant axis, with their separation on held-out requests (AUROC)."""
+    from psmlab.organism_directions import measure_checkpoint
+    from psmlab.pipeline import require_finished
+    from psmlab.rundir import write_json_atomic
+    from psmlab.world import World
+
+    cfg = _load_run_config(run_dir, set_)
+    run = RunDir.open_existing(run_dir)
+    require_finished(run, "world")
+    model_dir = checkpoint or require_finished(run, "pretrain") / "model"
+    world = World.build(cfg.world)
+    result = measure_checkpoint(model_dir, world, UI(), cfg.pretrain.threads, out)
+    if out is not None:
+        write_json_atomic(out / "directions.json", result)
+    _print_directions(result["summary"], result["random_init_control"]["summary"], UI())
+
+
+@app.command("config")
+def show_config(
+    preset: Preset = "quick",
+    config: ConfigFile = None,
+    set_: Sets = None,
+    name: Name = None,
+) -> None:
+    """Print the resolved config (preset + file + overrides) as JSON, with every field."""
+    cfg = _config(preset, config, set_, name)
+    typer.echo(json.dumps(cfg.model_dump(mode="json"), indent=2))
+
+
+def _load_run_config(run_dir: Path, sets: list[str] | None) -> RunConfig:
+    path = run_dir / "run.json"
+    if not path.is_file():
+        raise PsmlabError(
+            f"{run_dir} is not a psmlab run directory (no run.json)",
+            hint="pass a folder made by `psmlab run` or `psmlab world`, e.g. runs/default",
+        )
+    try:
+        data = json.loads(path.read_text())["config"]
+    except (json.JSONDecodeError, KeyError):
+        raise PsmlabError(
+            f"{path} is corrupt", hint="re-create the run with `psmlab run`"
+        ) from None
+    from psmlab.config import parse_overrides
+
+    data = {**data, **parse_overrides(sets or [])} if sets else data
+    try:
+        return RunConfig.model_validate(data)
+    except Exception as exc:  # pydantic error -> one line
+        raise PsmlabError(f"{path} holds an invalid config: {exc}".splitlines()[0]) from None
+
+
+def _print_fidelity(summary: dict[str, float], ui: UI) -> None:
+    from rich.table import Table
+
+    table = Table(title="persona fidelity (held-out requests)")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in summary.items():
+        if (
+            ".worst_persona" in key
+            or key.startswith(("introduced", "inferred", "capability"))
+            or ".k4" in key
+        ):
+            table.add_row(key, f"{value:.3f}")
+    ui.console.print(table)
+
+
+def _print_directions(summary: dict[str, float], control: dict[str, float], ui: UI) -> None:
+    from rich.table import Table
+
+    table = Table(title="persona directions (held-out AUROC)")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    table.add_column("random init", justify="right")
+    extra = ("persona_space.pc1_var", "persona_space.cos_pc1_axis")
+    for key, value in summary.items():
+        auroc = key.endswith("auroc") and not key.startswith(("transfer", "persona_space.last"))
+        if auroc or key in extra:
+            base = control.get(key)
+            table.add_row(key, f"{value:.3f}", "—" if base is None else f"{base:.3f}")
+    ui.console.print(table)
+
+
+def _print_summary(report_path: Path, ui: UI) -> None:
+    data = json.loads(report_path.read_text())
+    fid = data.get("fidelity")
+    if fid:
+        _print_fidelity(fid["summary"], ui)
+
+
+def main() -> None:
+    """Entry point: user errors print one clear message (exit 2), never a traceback."""
+    try:
+        app()
+    except PsmlabError as exc:
+        UI().console.print(f"[bold red]error:[/bold red] {exc}")
+        sys.exit(2)
+    except KeyboardInterrupt:
+        UI().console.print("[yellow]interrupted[/yellow]: run the same command again to resume")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
