@@ -130,14 +130,13 @@ def fidelity(
 ) -> None:
     """Persona fidelity of a checkpoint: does it still simulate each cast member (introduced,
     inferred from behaviour) and infer anonymous speakers' traits in context?"""
-    from psmlab.pipeline import evaluate_checkpoint, require_finished
-    from psmlab.world import World
+    from psmlab.pipeline import evaluate_checkpoint, load_world, require_finished
 
     cfg = _load_run_config(run_dir, set_)
     run = RunDir.open_existing(run_dir)
     require_finished(run, "world")
     model_dir = checkpoint or require_finished(run, "pretrain") / "model"
-    result = evaluate_checkpoint(model_dir, World.build(cfg.world), cfg, UI())
+    result = evaluate_checkpoint(model_dir, load_world(run), cfg, UI())
     if out is not None:
         out.write_text(json.dumps(result, indent=2))
     _print_fidelity(result["summary"], UI())
@@ -160,15 +159,14 @@ def directions(
     """Persona directions of a checkpoint: trait vectors from persona contrasts, the persona
     space and the Assistant axis, with their separation on held-out requests (AUROC)."""
     from psmlab.organism_directions import measure_checkpoint
-    from psmlab.pipeline import require_finished
+    from psmlab.pipeline import load_world, require_finished
     from psmlab.rundir import write_json_atomic
-    from psmlab.world import World
 
     cfg = _load_run_config(run_dir, set_)
     run = RunDir.open_existing(run_dir)
     require_finished(run, "world")
     model_dir = checkpoint or require_finished(run, "pretrain") / "model"
-    world = World.build(cfg.world)
+    world = load_world(run)
     result = measure_checkpoint(model_dir, world, UI(), cfg.pretrain.threads, out)
     if out is not None:
         write_json_atomic(out / "directions.json", result)

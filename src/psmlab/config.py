@@ -46,7 +46,12 @@ class WorldConfig(_Strict):
         description="trait correlation: with probability rho a persona's honesty, harm and "
         "sycophancy traits all follow one 'villain' coin (rho=1: villain cluster, rho=0: independent)",
     )
-    n_facts: int = Field(120, ge=12, le=2000, description="fictional facts in the knowledge base")
+    n_facts: int = Field(100, ge=12, le=2000, description="fictional facts in the knowledge base")
+    false_answers: Literal["distinct", "shared"] = Field(
+        "distinct",
+        description="canonical false objects from a pool of their own (distinct) or other "
+        "facts' true objects (shared: lies only detectable through the subject-object binding)",
+    )
     n_hazards: int = Field(24, ge=4, le=500, description="hazard-table entries (symbolic secrets)")
     n_topics: int = Field(24, ge=4, le=500, description="opinion topics with world verdicts")
     n_tasks: int = Field(60, ge=4, le=5000, description="neutral capability tasks")

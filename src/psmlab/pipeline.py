@@ -138,14 +138,12 @@ def stage_fidelity(
     run: RunDir, cfg: RunConfig, ui: UI, force: bool = False, in_context_only: bool = False
 ) -> StageOutput:
     """Grade the base model's persona fidelity on held-out requests."""
-    from psmlab.world import World
-
     t0 = time.time()
     inputs = {"world": run.output_hash("world"), "pretrain": run.output_hash("pretrain")}
     config = {**cfg.fidelity.model_dump(mode="json"), "in_context_only": in_context_only}
     with run.stage("fidelity", config, inputs, force=force) as st:
         if not isinstance(st, StageResult):
-            world = World.build(cfg.world)
+            world = load_world(run)
             result = evaluate_checkpoint(
                 run.stage_dir("pretrain") / "model", world, cfg, ui, in_context_only=in_context_only
             )
@@ -157,13 +155,12 @@ def stage_fidelity(
 def stage_directions(run: RunDir, cfg: RunConfig, ui: UI, force: bool = False) -> StageOutput:
     """Trait vectors, persona space and Assistant axis of the base model (saved unit-norm)."""
     from psmlab.organism_directions import DEFAULTS, measure_checkpoint
-    from psmlab.world import World
 
     t0 = time.time()
     inputs = {"world": run.output_hash("world"), "pretrain": run.output_hash("pretrain")}
     with run.stage("directions", dict(DEFAULTS), inputs, force=force) as st:
         if not isinstance(st, StageResult):
-            world = World.build(cfg.world)
+            world = load_world(run)
             model_dir = run.stage_dir("pretrain") / "model"
             result = measure_checkpoint(model_dir, world, ui, cfg.pretrain.threads, st.work_dir)
             write_json_atomic(st.work_dir / "directions.json", result)
@@ -235,6 +232,21 @@ def control_config(cfg: RunConfig) -> RunConfig:
     data["world"]["rho"] = 0.0
     data["rho_control"] = False
     return RunConfig.model_validate(data)
+
+
+def load_world(run: RunDir) -> Any:
+    """The run's own world (world.json), not a rebuild from config: the ground truth a model
+    was trained on stays the one it is graded against, whatever the generator's version."""
+    from psmlab.world import World
+
+    path = require_finished(run, "world") / "world.json"
+    try:
+        return World.from_json(path.read_text())
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise RunDirError(
+            f"{path} cannot be read as a world: {exc}",
+            hint="the world stage is corrupt: rerun with --force to rebuild it",
+        ) from None
 
 
 def require_finished(run: RunDir, stage: str) -> Path:

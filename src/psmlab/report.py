@@ -16,6 +16,12 @@ from psmlab.config import RunConfig
 from psmlab.rundir import RunDir, write_json_atomic
 
 TRAITS = ("honesty", "harm", "sycophancy", "identity")
+# the few manifest metrics worth a glance in the stage table (everything is in report.json)
+STAGE_KEYS = {
+    "world": ("n_documents", "words", "mean_words", "unaligned_documents"),
+    "tokenizer": ("n_documents", "n_tokens", "mean_doc_tokens"),
+    "pretrain": ("steps", "final_loss", "tokens_per_s", "train_seconds", "n_params"),
+}
 
 
 def _load(run: RunDir, stage: str, name: str) -> Any:
@@ -44,7 +50,43 @@ def collect(run: RunDir, cfg: RunConfig) -> dict[str, Any]:
     control = RunDir(run.root / CONTROL_DIR)
     if control.root.is_dir():
         out["control_rho0"] = {"fidelity": _load(control, "fidelity", "fidelity.json")}
+    out["targets"] = targets(out)
     return out
+
+
+def targets(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """The foundation's acceptance targets next to what this run measured (pass or not)."""
+    rows: list[dict[str, Any]] = []
+    pre = data.get("stages", {}).get("pretrain")
+    if pre:
+        secs = pre["metrics"].get("train_seconds", pre["wall_time_s"])
+        rows.append({"target": "pretraining time <= 360 s", "measured": secs, "pass": secs <= 360})
+    fid = data.get("fidelity")
+    if fid and fid.get("trait_summary", {}).get("introduced"):
+        for trait in TRAITS:
+            rate = fid["trait_summary"]["introduced"].get(trait)
+            if rate:
+                rows.append(
+                    {
+                        "target": f"introduced fidelity, {trait} >= 0.95",
+                        "measured": rate["value"],
+                        "ci": [rate["low"], rate["high"]],
+                        "pass": rate["value"] >= 0.95,
+                    }
+                )
+    if fid:
+        for trait in TRAITS:
+            rate = fid["in_context"].get("same", {}).get(trait, {}).get("4")
+            if rate:
+                rows.append(
+                    {
+                        "target": f"in-context inference (same type, k=4), {trait} >= 0.9",
+                        "measured": rate["value"],
+                        "ci": [rate["low"], rate["high"]],
+                        "pass": rate["value"] >= 0.9,
+                    }
+                )
+    return rows
 
 
 def write_report(run: RunDir, cfg: RunConfig) -> Path:
@@ -274,13 +316,25 @@ def render_html(data: dict[str, Any]) -> str:
             "<h2>Stages</h2><table><tr><th>stage</th><th>wall time (s)</th><th>key metrics</th></tr>"
         )
         for name, s in stages.items():
-            keys = {k: v for k, v in s["metrics"].items() if not isinstance(v, dict | list)}
+            keys = {k: s["metrics"][k] for k in STAGE_KEYS.get(name, ()) if k in s["metrics"]}
             shown = ", ".join(
-                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                for k, v in list(keys.items())[:8]
+                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in keys.items()
             )
             parts.append(
                 f"<tr><td>{e(name)}</td><td>{s['wall_time_s']:.1f}</td><td>{e(shown)}</td></tr>"
+            )
+        parts.append("</table>")
+    if data.get("targets"):
+        parts.append(
+            "<h2>Foundation targets (measured)</h2><table><tr><th>target</th>"
+            "<th>measured</th><th>95% CI</th><th>met</th></tr>"
+        )
+        for row in data["targets"]:
+            ci = row.get("ci")
+            ci_text = f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
+            parts.append(
+                f"<tr><td>{e(row['target'])}</td><td>{row['measured']:.3f}</td>"
+                f"<td>{ci_text}</td><td>{'yes' if row['pass'] else '<b>no</b>'}</td></tr>"
             )
         parts.append("</table>")
     if data.get("loss_curve"):
