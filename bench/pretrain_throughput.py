@@ -1,15 +1,17 @@
-"""Pretraining throughput of the quick-preset organism, as MFU against this machine's fp32 peak.
+"""Pretraining throughput of the quick-preset organism, as MFU against this machine's matmul peak.
 
-Runs the real loop (`psmlab.pretrain.pretrain`) on random tokens. The fp32 matmul peak (square
-matmuls 512..1024, best of several) is measured in the same run: once before training, and a
-short probe after every logging interval, so each interval's MFU is taken against the peak
-the machine offered *at that time* (the 2 cores are shared with other processes).
+Runs the real loop (`psmlab.pretrain.pretrain`) on random tokens, in three modes: eager fp32,
+compiled fp32, and compiled bf16 autocast (the quick preset's setting). The matmul peak of the
+mode's dtype (square matmuls 512..1024, best of several) is measured in the same run: once
+before training, and a short probe after every logging interval, so each interval's MFU is taken
+against the peak the machine offered *at that time* (the 2 cores may be shared). bf16 modes
+are also reported against the fp32 peak, for comparison.
 
   FLOPs/token = 6 N + 12 L T d   (N = all parameters, tied embedding once; T = block_size;
                                    12 L T d = attention QK^T and AV, fwd + bwd, full T x T)
   MFU = tokens/s * FLOPs/token / peak
 
-Usage: PYTHONPATH=src python bench/pretrain_throughput.py [--steps 24] [--compile]
+Usage: python bench/pretrain_throughput.py [--steps 24] [--modes eager,compile,compile_bf16]
 Writes bench/out/pretrain_throughput.json.
 """
 
@@ -38,11 +40,13 @@ OUT = Path(__file__).parent / "out" / "pretrain_throughput.json"
 WARM_STEPS = 3  # first steps (allocator warm-up, compilation) are reported apart
 
 
-def matmul_peak(sizes: tuple[int, ...] = (512, 768, 1024), repeats: int = 4) -> float:
-    """Best fp32 FLOP/s over square matmuls, at the current torch thread count."""
+def matmul_peak(
+    sizes: tuple[int, ...] = (512, 768, 1024), repeats: int = 4, dtype: torch.dtype = torch.float32
+) -> float:
+    """Best FLOP/s over square matmuls in `dtype`, at the current torch thread count."""
     best = 0.0
     for n in sizes:
-        a, b = torch.randn(n, n), torch.randn(n, n)
+        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
         a @ b
         k = max(2, int(1e9 / (2 * n**3)))  # ~1 GFLOP per timing
         for _ in range(repeats):
@@ -63,7 +67,7 @@ def random_texts(n: int, seed: int = 0) -> list[str]:
     ]
 
 
-def run(steps: int, log_every: int, compile: bool, threads: int) -> dict[str, Any]:
+def run(steps: int, log_every: int, compile: bool, bf16: bool, threads: int) -> dict[str, Any]:
     cfg = RunConfig()  # the quick preset is RunConfig's defaults
     with tempfile.TemporaryDirectory() as tmp_s:
         tmp = Path(tmp_s)
@@ -76,10 +80,14 @@ def run(steps: int, log_every: int, compile: bool, threads: int) -> dict[str, An
                 "log_every": 1,
                 "checkpoint_every": 10**9,  # only the final one
                 "threads": threads,
+                "compile": compile,
+                "bf16": bf16,
             }
         )
         set_torch_threads(threads)
-        peaks = [matmul_peak()]
+        dtype = torch.bfloat16 if bf16 else torch.float32
+        fp32_peak = matmul_peak()
+        peaks = [matmul_peak(dtype=dtype)]
         intervals: list[tuple[int, float]] = []  # (steps, seconds) per interval
         pending = [0, 0.0]
 
@@ -89,7 +97,7 @@ def run(steps: int, log_every: int, compile: bool, threads: int) -> dict[str, An
             if step <= WARM_STEPS:
                 intervals.append((pending[0], pending[1]))
             elif (step - WARM_STEPS) % log_every == 0 or step == pcfg.max_steps:
-                peaks.append(matmul_peak(sizes=(1024,), repeats=3))
+                peaks.append(matmul_peak(sizes=(1024,), repeats=3, dtype=dtype))
                 intervals.append((pending[0], pending[1]))
             else:
                 return
@@ -116,6 +124,9 @@ def run(steps: int, log_every: int, compile: bool, threads: int) -> dict[str, An
         "mfu_best": max(r["mfu"] for r in rows),
         "mfu_overall_vs_best_peak": total_tps * fpt / max(peaks),
         "best_peak_gflops": max(peaks) / 1e9,
+        "peak_dtype": str(dtype).replace("torch.", ""),
+        "fp32_peak_gflops": fp32_peak / 1e9,
+        "mfu_overall_vs_fp32_peak": total_tps * fpt / fp32_peak,
         "intervals": rows,
         "warmup_s": sum(s for _, s in warm),  # includes compilation when compile=True
         "wall_s": wall,
@@ -132,19 +143,27 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=24, help="timed steps after warm-up")
     ap.add_argument("--log-every", type=int, default=4, help="steps per timed interval")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--compile", action="store_true", help="also time torch.compile")
+    ap.add_argument(
+        "--modes", default="eager,compile,compile_bf16", help="comma list of eager|compile|*_bf16"
+    )
     args = ap.parse_args()
     report: dict[str, Any] = {"threads": args.threads, "flops_formula": "6*N + 12*L*T*d"}
-    modes = ["eager", "compile"] if args.compile else ["eager"]
-    for name in modes:
-        m = run(args.steps, args.log_every, name == "compile", args.threads)
+    quick = RunConfig().pretrain
+    report["quick_preset_mode"] = ("compile" if quick.compile else "eager") + (
+        "_bf16" if quick.bf16 else ""
+    )
+    for name in args.modes.split(","):
+        m = run(
+            args.steps, args.log_every, name.startswith("compile"), "bf16" in name, args.threads
+        )
         report[name] = m
         print(
-            f"{name:8s} {m['tokens_per_s']:7.0f} tokens/s  N={m['n_params']:,}  "
+            f"{name:13s} {m['tokens_per_s']:7.0f} tokens/s  N={m['n_params']:,}  "
             f"FLOPs/token={m['flops_per_token'] / 1e6:.2f}M (6N + 12LTd)  "
             f"MFU median {m['mfu_median']:.1%} best {m['mfu_best']:.1%} "
             f"(overall vs best peak {m['mfu_overall_vs_best_peak']:.1%}, "
-            f"peak {m['best_peak_gflops']:.0f} GFLOP/s)  warm-up {m['warmup_s']:.1f}s"
+            f"{m['peak_dtype']} peak {m['best_peak_gflops']:.0f} GFLOP/s; vs fp32 peak "
+            f"{m['mfu_overall_vs_fp32_peak']:.1%})  warm-up {m['warmup_s']:.1f}s"
         )
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(report, indent=1))

@@ -11,7 +11,9 @@ def test_presets_validate():
 
 
 def test_override_nested_and_typed():
-    cfg = build_config("smoke", overrides=["world.rho=0.25", "pretrain.max_steps=3", "fidelity.ks=[0, 2]"])
+    cfg = build_config(
+        "smoke", overrides=["world.rho=0.25", "pretrain.max_steps=3", "fidelity.ks=[0, 2]"]
+    )
     assert cfg.world.rho == 0.25 and cfg.pretrain.max_steps == 3 and cfg.fidelity.ks == [0, 2]
 
 

@@ -35,7 +35,9 @@ def test_probe_sections_and_counts():
     # prompts end where the speaker's answer starts, without a trailing space
     assert all(p.prompt.endswith(":") for p in probes)
     # in-context "same" probes with k=4 show exactly 4 earlier answers of the target's kind
-    same4 = [p for p in probes if p.section == "in_context" and p.key[0] == "same" and p.key[2] == 4]
+    same4 = [
+        p for p in probes if p.section == "in_context" and p.key[0] == "same" and p.key[2] == 4
+    ]
     assert all(p.prompt.count("User:") == 5 for p in same4)
     # introduced prompts name the persona in a narrator line
     intro = next(p for p in probes if p.section == "introduced")

@@ -26,5 +26,7 @@ def test_rate_of_and_bootstrap():
     assert rate_of([True, False, True, True]).k == 3
     est = bootstrap_ci([0.0] * 50 + [1.0] * 50, n_boot=500, seed=1)
     assert est.value == 0.5 and est.low < 0.5 < est.high
-    assert bootstrap_ci([1.0] * 20, n_boot=100) .low == 1.0
-    assert bootstrap_ci([0.1, 0.9], n_boot=200, seed=3) == bootstrap_ci([0.1, 0.9], n_boot=200, seed=3)
+    assert bootstrap_ci([1.0] * 20, n_boot=100).low == 1.0
+    assert bootstrap_ci([0.1, 0.9], n_boot=200, seed=3) == bootstrap_ci(
+        [0.1, 0.9], n_boot=200, seed=3
+    )

@@ -56,9 +56,12 @@ class WorldConfig(_Strict):
     n_topics: int = Field(24, ge=4, le=500, description="opinion topics with world verdicts")
     n_tasks: int = Field(60, ge=4, le=5000, description="neutral capability tasks")
     eval_fraction: float = Field(
-        0.3, gt=0.0, lt=1.0, description="share of facts/hazards/topics/tasks held out for evaluation"
+        0.3,
+        gt=0.0,
+        lt=1.0,
+        description="share of facts/hazards/topics/tasks held out for evaluation",
     )
-    n_documents: int = Field(60000, ge=10, description="documents in the pretraining corpus")
+    n_documents: int = Field(70000, ge=10, description="documents in the pretraining corpus")
     doc_mix: dict[str, float] = Field(
         default_factory=lambda: {
             "introduced": 0.22,
@@ -105,7 +108,9 @@ class ModelConfig(_Strict):
     n_layers: int = Field(4, ge=1, le=64)
     n_heads: int = Field(4, ge=1, le=64)
     d_ff: int | None = Field(None, description="MLP width; default 8/3 * d_model rounded to 16")
-    context_length: int = Field(512, ge=64, le=8192, description="max positions (>= 512 for many-shot)")
+    context_length: int = Field(
+        512, ge=64, le=8192, description="max positions (>= 512 for many-shot)"
+    )
 
     @model_validator(mode="after")
     def _check_heads(self) -> ModelConfig:
@@ -116,22 +121,22 @@ class ModelConfig(_Strict):
 
 class PretrainConfig(_Strict):
     seed: int = 0
-    batch_size: int = Field(16, ge=1)
+    batch_size: int = Field(8, ge=1)
     block_size: int = Field(512, ge=16, description="tokens per training sequence (packed)")
-    max_steps: int = Field(700, ge=1)
-    lr: float = Field(3e-3, gt=0.0, le=1.0)
+    max_steps: int = Field(1650, ge=1)
+    lr: float = Field(5e-3, gt=0.0, le=1.0)
     min_lr_ratio: float = Field(0.1, ge=0.0, le=1.0, description="cosine floor as a share of lr")
-    warmup_steps: int = Field(30, ge=0)
+    warmup_steps: int = Field(50, ge=0)
     weight_decay: float = Field(0.05, ge=0.0)
     beta2: float = Field(0.98, gt=0.0, lt=1.0)
     grad_clip: float = Field(1.0, gt=0.0)
-    checkpoint_every: int = Field(200, ge=1, description="steps between resumable checkpoints")
+    checkpoint_every: int = Field(500, ge=1, description="steps between resumable checkpoints")
     log_every: int = Field(10, ge=1)
     threads: int = Field(0, ge=0, description="torch threads; 0 = all cores")
     compile: bool = Field(
         True, description="torch.compile the training step (~1.2-1.3x faster after ~25 s compile)"
     )
-    bf16: bool = Field(False, description="bfloat16 autocast for matmuls (fp32 master weights)")
+    bf16: bool = Field(True, description="bfloat16 autocast for matmuls (fp32 master weights)")
 
 
 class FidelityConfig(_Strict):
@@ -198,6 +203,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "checkpoint_every": 5,
             "log_every": 2,
             "compile": False,
+            "bf16": False,
         },
         "fidelity": {"requests_per_trait": 2, "speakers_per_point": 2, "ks": [0, 1, 2]},
         "rho_control": False,
@@ -207,7 +213,6 @@ PRESETS: dict[str, dict[str, Any]] = {
     # more data, bigger model, tighter intervals
     "full": {
         "world": {"n_personas": 32, "n_facts": 200, "n_documents": 160000},
-        
         "model": {"d_model": 192, "n_layers": 6, "n_heads": 6},
         "pretrain": {"max_steps": 3000, "lr": 2e-3},
         "fidelity": {"requests_per_trait": 40, "speakers_per_point": 100},

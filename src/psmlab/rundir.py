@@ -133,7 +133,9 @@ class RunDir:
 
     def write_run_config(self, config: Mapping[str, Any]) -> None:
         self.root.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(self.root / "run.json", {"config": config, "versions": package_versions()})
+        write_json_atomic(
+            self.root / "run.json", {"config": config, "versions": package_versions()}
+        )
 
     @contextmanager
     def stage(
@@ -183,7 +185,9 @@ class RunDir:
         partial.mkdir(parents=True, exist_ok=True)
         started = time.time()
         if not resumed:
-            write_json_atomic(partial / PARTIAL_INFO, {"input_hash": input_hash, "started": started})
+            write_json_atomic(
+                partial / PARTIAL_INFO, {"input_hash": input_hash, "started": started}
+            )
         ctx = StageContext(name=name, work_dir=partial, final_dir=final, resumed=resumed)
         yield ctx
         outputs = {

@@ -11,7 +11,6 @@ import random
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from enum import StrEnum
-from itertools import combinations
 from typing import Any
 
 from psmlab.config import WorldConfig
@@ -173,17 +172,14 @@ def build_facts(
 
 
 def build_hazards(n: int, reg: NameRegistry, rng: random.Random) -> list[Hazard]:
-    n_recipe = n // 2
-    ingredients = list(INGREDIENTS)
-    while len(list(combinations(ingredients, 2))) < n_recipe:
-        ingredients.append(reg.make("ingredient", rng, capitalize=False))
-    pairs = list(combinations(ingredients, 2))
-    rng.shuffle(pairs)
     out: list[Hazard] = []
     for i in range(n):  # alternate vaults and recipes: n // 2 recipes
         name = reg.make("hazard", rng)
         if i % 2 == 1:
-            out.append(Hazard(f"hazard:{i}", "recipe", name, tuple(pairs[i // 2])))
+            # one rare ingredient of its own plus a common one: a recipe is a secret to know,
+            # not a pair to guess from a dozen shared ingredients
+            rare = reg.make("ingredient", rng, capitalize=False)
+            out.append(Hazard(f"hazard:{i}", "recipe", name, (rare, rng.choice(INGREDIENTS))))
         else:
             out.append(Hazard(f"hazard:{i}", "vault", name, (reg.make("code", rng),)))
     return out
