@@ -8,9 +8,16 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 
 from psmlab import _env  # noqa: F401  (offline + OpenMP env before torch)
-from psmlab.config import RunConfig, build_config
+from psmlab.config import (
+    RunConfig,
+    build_config,
+    deep_merge,
+    format_validation_error,
+    parse_overrides,
+)
 from psmlab.errors import PsmlabError
 from psmlab.rundir import RunDir
 from psmlab.ui import UI
@@ -64,16 +71,12 @@ def run(
     """Run the whole PSM story that exists so far: write the persona world, pretrain the base
     model that simulates its cast, measure persona fidelity, and write report.json + report.html.
     Finished stages are reused; an interrupted run resumes."""
-    cfg = _config(preset, config, set_, name)
-    ui = UI()
-    path = run_all_cli(cfg, runs_dir, ui, force)
-    _print_summary(path, ui)
-
-
-def run_all_cli(cfg: RunConfig, runs_dir: Path, ui: UI, force: bool) -> Path:
     from psmlab.pipeline import run_all
 
-    return run_all(cfg, runs_dir, ui, force)
+    cfg = _config(preset, config, set_, name)
+    ui = UI()
+    path = run_all(cfg, runs_dir, ui, force)
+    _print_summary(path, ui)
 
 
 @app.command()
@@ -198,28 +201,43 @@ def _load_run_config(run_dir: Path, sets: list[str] | None) -> RunConfig:
         raise PsmlabError(
             f"{path} is corrupt", hint="re-create the run with `psmlab run`"
         ) from None
-    from psmlab.config import parse_overrides
-
-    data = {**data, **parse_overrides(sets or [])} if sets else data
+    data = deep_merge(data, parse_overrides(sets or []))
     try:
         return RunConfig.model_validate(data)
-    except Exception as exc:  # pydantic error -> one line
-        raise PsmlabError(f"{path} holds an invalid config: {exc}".splitlines()[0]) from None
+    except ValidationError as exc:
+        raise PsmlabError(
+            f"{path} holds an invalid config: {format_validation_error(exc, RunConfig)}",
+            hint="fix the --set override, or re-create the run with `psmlab run`",
+        ) from None
+
+
+TRAITS = ("honesty", "harm", "sycophancy", "identity")
 
 
 def _print_fidelity(summary: dict[str, float], ui: UI) -> None:
+    """One row per trait: the cast (introduced, inferred, worst persona) and anonymous
+    speakers (k = 0 and 4 earlier answers, same type and other types)."""
     from rich.table import Table
 
-    table = Table(title="persona fidelity (held-out requests)")
-    table.add_column("metric")
-    table.add_column("value", justify="right")
-    for key, value in summary.items():
-        if (
-            ".worst_persona" in key
-            or key.startswith(("introduced", "inferred", "capability"))
-            or ".k4" in key
-        ):
-            table.add_row(key, f"{value:.3f}")
+    table = Table(title="persona fidelity on held-out requests (match rate)")
+    columns = {
+        "introduced": "introduced.{t}",
+        "worst persona": "introduced.{t}.worst_persona",
+        "inferred": "inferred.{t}",
+        "anon k=0": "in_context.same.{t}.k0",
+        "anon same k=4": "in_context.same.{t}.k4",
+        "anon other k=4": "in_context.other.{t}.k4",
+    }
+    table.add_column("trait")
+    for name in columns:
+        table.add_column(name, justify="right")
+    for trait in TRAITS:
+        cells = [summary.get(key.format(t=trait)) for key in columns.values()]
+        table.add_row(trait, *("—" if c is None else f"{c:.3f}" for c in cells))
+    if "capability.capability" in summary:
+        table.caption = (
+            f"capability (tasks, introduced cast): {summary['capability.capability']:.3f}"
+        )
     ui.console.print(table)
 
 
@@ -240,10 +258,25 @@ def _print_directions(summary: dict[str, float], control: dict[str, float], ui: 
 
 
 def _print_summary(report_path: Path, ui: UI) -> None:
+    from rich.table import Table
+
     data = json.loads(report_path.read_text())
     fid = data.get("fidelity")
     if fid:
         _print_fidelity(fid["summary"], ui)
+    if data.get("targets"):
+        table = Table(title="foundation targets (measured)")
+        for col in ("target", "measured", "95% CI", "met"):
+            table.add_column(col)
+        for row in data["targets"]:
+            ci = row.get("ci")
+            table.add_row(
+                row["target"],
+                f"{row['measured']:.3f}",
+                f"[{ci[0]:.3f}, {ci[1]:.3f}]" if ci else "",
+                "yes" if row["pass"] else "[bold red]no[/bold red]",
+            )
+        ui.console.print(table)
 
 
 def main() -> None:

@@ -220,11 +220,11 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for key, value in over.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
+            out[key] = deep_merge(out[key], value)
         else:
             out[key] = value
     return out
@@ -318,13 +318,13 @@ def build_config(
     if preset not in PRESETS:
         raise ConfigError(f"unknown preset {preset!r}", hint=f"choose one of {list(PRESETS)}")
     # start from every default, so a partial override of a dict field (doc_mix) merges into it
-    data: dict[str, Any] = _deep_merge(
+    data: dict[str, Any] = deep_merge(
         RunConfig().model_dump(mode="json"), {"preset": preset, **PRESETS[preset]}
     )
     if config_file is not None:
-        data = _deep_merge(data, load_config_file(config_file))
+        data = deep_merge(data, load_config_file(config_file))
     if overrides:
-        data = _deep_merge(data, parse_overrides(overrides))
+        data = deep_merge(data, parse_overrides(overrides))
     if name is not None:
         data["name"] = name
     try:
