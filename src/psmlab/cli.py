@@ -59,6 +59,12 @@ def _config(
     return build_config(preset, config, sets or [], name)
 
 
+def _open_run(cfg: RunConfig, runs_dir: Path) -> RunDir:
+    run_dir = RunDir(runs_dir / cfg.name)
+    run_dir.write_run_config(cfg.model_dump(mode="json"))
+    return run_dir
+
+
 @app.command()
 def run(
     preset: Preset = "quick",
@@ -93,9 +99,7 @@ def world(
     from psmlab.pipeline import stage_world
 
     cfg = _config(preset, config, set_, name)
-    run_dir = RunDir(runs_dir / cfg.name)
-    run_dir.write_run_config(cfg.model_dump(mode="json"))
-    stage_world(run_dir, cfg.world, UI(), force)
+    stage_world(_open_run(cfg, runs_dir), cfg.world, UI(), force)
 
 
 @app.command()
@@ -113,8 +117,7 @@ def pretrain(
 
     cfg = _config(preset, config, set_, name)
     ui = UI()
-    run_dir = RunDir(runs_dir / cfg.name)
-    run_dir.write_run_config(cfg.model_dump(mode="json"))
+    run_dir = _open_run(cfg, runs_dir)
     stage_world(run_dir, cfg.world, ui, force)
     stage_tokenizer(run_dir, cfg, ui, force)
     stage_pretrain(run_dir, cfg, ui, force)

@@ -19,6 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from psmlab.config import FidelityConfig
 from psmlab.stats import Rate, wilson
 from psmlab.world import TRAIT_OF_KIND, RequestKind, Trait, World, grade
 
@@ -248,13 +249,7 @@ def evaluate_fidelity(
     model: Any,
     tokenizer: Any,
     world: World,
-    requests_per_trait: int,
-    inference_turns: int,
-    ks: Sequence[int],
-    speakers_per_point: int,
-    seed: int,
-    batch_size: int = 64,
-    max_new_tokens: int = 24,
+    cfg: FidelityConfig,
     in_context_only: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> FidelityResult:
@@ -263,7 +258,13 @@ def evaluate_fidelity(
     from psmlab.pretrain.tokenizer import DOC, newline_token_id, special_id
 
     probes = build_probes(
-        world, requests_per_trait, inference_turns, ks, speakers_per_point, seed, in_context_only
+        world,
+        cfg.requests_per_trait,
+        cfg.inference_turns,
+        cfg.ks,
+        cfg.speakers_per_point,
+        cfg.seed,
+        in_context_only,
     )
     doc_id = special_id(tokenizer, DOC)
     # a document starts with <|doc|>, exactly as in pretraining
@@ -281,8 +282,8 @@ def evaluate_fidelity(
         model,
         tokenizer,
         prompts,
-        max_new_tokens=max_new_tokens,
-        batch_size=batch_size,
+        max_new_tokens=cfg.max_new_tokens,
+        batch_size=cfg.batch_size,
         greedy=True,
         stop_token_ids=stop,
         progress=tick,
