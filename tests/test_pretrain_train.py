@@ -192,3 +192,16 @@ def test_failed_compile_falls_back_to_eager(corpus, tmp_path: Path) -> None:
     a = AutoModelForCausalLM.from_pretrained(eager.model_dir).state_dict()
     b = AutoModelForCausalLM.from_pretrained(fallback.model_dir).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_bf16_training_is_reproducible_and_leaves_global_flags(corpus, tmp_path: Path) -> None:
+    _, tok, tokens = corpus
+    cfg = base_cfg(max_steps=4, bf16=True)
+    before = torch.are_deterministic_algorithms_enabled()
+    a = pretrain(tmp_path / "a", tokens, tok, TINY, cfg)
+    b = pretrain(tmp_path / "b", tokens, tok, TINY, cfg)
+    assert torch.are_deterministic_algorithms_enabled() == before
+    wa = AutoModelForCausalLM.from_pretrained(a.model_dir).state_dict()
+    wb = AutoModelForCausalLM.from_pretrained(b.model_dir).state_dict()
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert a.final_loss == b.final_loss

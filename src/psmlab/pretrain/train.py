@@ -15,7 +15,8 @@ import os
 import shutil
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -179,7 +180,20 @@ def _forward_backward(fn: LossFn, model: torch.nn.Module, compile: bool) -> Loss
     return step
 
 
-def pretrain(
+@contextmanager
+def deterministic_algorithms() -> Iterator[None]:
+    """Same seed + config + thread count -> the same weights. Without it, compiled bf16 kernels
+    reduce in a run-dependent order (measured: losses differ from step 20 on); no speed cost
+    was measured. The process-wide flag is restored afterwards."""
+    was = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(was)
+
+
+def _train(
     work_dir: Path,
     token_path: Path,
     tokenizer: PreTrainedTokenizerFast,
@@ -199,9 +213,6 @@ def pretrain(
     """
     start_time = time.perf_counter()
     set_torch_threads(cfg.threads)
-    # same seed + config + thread count -> the same weights: compiled bf16 kernels otherwise
-    # reduce in a run-dependent order (measured: losses differ from step 20); no speed cost here
-    torch.use_deterministic_algorithms(True)
     work_dir = Path(work_dir)
     ckpt_dir = work_dir / "checkpoints"
     model_dir = work_dir / "model"
@@ -334,3 +345,18 @@ def pretrain(
         resumed_from=resumed_from,
         seconds=time.perf_counter() - start_time,
     )
+
+
+def pretrain(
+    work_dir: Path,
+    token_path: Path,
+    tokenizer: PreTrainedTokenizerFast,
+    model_cfg: ModelConfig,
+    cfg: PretrainConfig,
+    progress: Progress | None = None,
+    *,
+    compile: bool | None = None,
+) -> TrainResult:
+    """Train (or resume) the organism deterministically; see `_train`."""
+    with deterministic_algorithms():
+        return _train(work_dir, token_path, tokenizer, model_cfg, cfg, progress, compile=compile)
