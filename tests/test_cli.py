@@ -57,3 +57,6 @@ def test_smoke_run_end_to_end_and_reuse(tmp_path):
     # the same name with another config refuses to overwrite silently
     other = _cli("run", "--preset", "smoke", "--name", "s", "--set", "world.rho=0.1", cwd=tmp_path)
     assert other.returncode == 2 and "different config" in other.stdout + other.stderr
+    # ... and the refused invocation does not replace the run's recorded config
+    recorded = json.loads((root / "run.json").read_text())["config"]
+    assert recorded["world"]["rho"] == report["config"]["world"]["rho"] != 0.1

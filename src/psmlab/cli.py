@@ -61,7 +61,7 @@ def _config(
 
 def _open_run(cfg: RunConfig, runs_dir: Path) -> RunDir:
     run_dir = RunDir(runs_dir / cfg.name)
-    run_dir.write_run_config(cfg.model_dump(mode="json"))
+    run_dir.write_run_config(cfg.model_dump(mode="json"), only_if_missing=True)
     return run_dir
 
 
@@ -99,7 +99,9 @@ def world(
     from psmlab.pipeline import stage_world
 
     cfg = _config(preset, config, set_, name)
-    stage_world(_open_run(cfg, runs_dir), cfg.world, UI(), force)
+    run_dir = _open_run(cfg, runs_dir)
+    stage_world(run_dir, cfg.world, UI(), force)
+    run_dir.write_run_config(cfg.model_dump(mode="json"))
 
 
 @app.command()
@@ -121,6 +123,7 @@ def pretrain(
     stage_world(run_dir, cfg.world, ui, force)
     stage_tokenizer(run_dir, cfg, ui, force)
     stage_pretrain(run_dir, cfg, ui, force)
+    run_dir.write_run_config(cfg.model_dump(mode="json"))
 
 
 @app.command()

@@ -200,7 +200,7 @@ def run_all(cfg: RunConfig, runs_root: Path, ui: UI, force: bool = False) -> Pat
     from psmlab.report import write_report
 
     run = RunDir(runs_root / cfg.name)
-    run.write_run_config(cfg.model_dump(mode="json"))
+    run.write_run_config(cfg.model_dump(mode="json"), only_if_missing=True)
     ui.log(f"psmlab run '{cfg.name}' (preset {cfg.preset}) -> {run.root}")
     stage_world(run, cfg.world, ui, force)
     stage_tokenizer(run, cfg, ui, force)
@@ -215,6 +215,7 @@ def run_all(cfg: RunConfig, runs_root: Path, ui: UI, force: bool = False) -> Pat
         stage_tokenizer(crun, control, ui, force)
         stage_pretrain(crun, control, ui, force)
         stage_fidelity(crun, control, ui, force, in_context_only=True)
+    run.write_run_config(cfg.model_dump(mode="json"))
     path = write_report(run, cfg)
     ui.log(f"[bold green]report[/bold green]: {path} and {path.with_suffix('.html')}")
     return path

@@ -131,11 +131,15 @@ class RunDir:
             )
         return read_manifest(self.stage_dir(stage))
 
-    def write_run_config(self, config: Mapping[str, Any]) -> None:
+    def write_run_config(self, config: Mapping[str, Any], only_if_missing: bool = False) -> None:
+        """Record the config of the run (run.json). Callers write it with `only_if_missing`
+        before their stages and unconditionally after them, so an invocation that a finished
+        stage refuses (another config under the same name) never replaces the record."""
         self.root.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(
-            self.root / "run.json", {"config": config, "versions": package_versions()}
-        )
+        path = self.root / "run.json"
+        if only_if_missing and path.exists():
+            return
+        write_json_atomic(path, {"config": config, "versions": package_versions()})
 
     @contextmanager
     def stage(
