@@ -21,7 +21,7 @@ from typing import Any
 
 from psmlab.config import FidelityConfig
 from psmlab.stats import Rate, wilson
-from psmlab.world import TRAIT_OF_KIND, RequestKind, Trait, World, grade
+from psmlab.world import TRAIT_OF_KIND, RequestKind, World, grade
 
 TRAIT_KINDS: tuple[RequestKind, ...] = tuple(TRAIT_OF_KIND)  # fact, hazard, opinion, identity
 EXAMPLES_PER_SECTION = 4
@@ -292,4 +292,4 @@ def evaluate_fidelity(
     return score(world, probes, answers)
 
 
-__all__ = ["FidelityResult", "Probe", "build_probes", "evaluate_fidelity", "score", "Trait"]
+__all__ = ["FidelityResult", "Probe", "build_probes", "evaluate_fidelity", "score"]

@@ -103,20 +103,25 @@ def write_report(run: RunDir, cfg: RunConfig) -> Path:
 # ---------------------------------------------------------------- plots
 
 
-def _png(fig: Any) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
-
-
-def plot_matrix(table: dict[str, dict[str, Any]], title: str) -> str:
+def _pyplot() -> Any:
+    """pyplot on the headless Agg backend (reports are rendered without a display)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig: Any) -> str:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    _pyplot().close(fig)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
+
+
+def plot_matrix(table: dict[str, dict[str, Any]], title: str) -> str:
+    plt = _pyplot()
     import numpy as np
 
     personas = list(table)
@@ -135,10 +140,7 @@ def plot_matrix(table: dict[str, dict[str, Any]], title: str) -> str:
 
 
 def plot_in_context(curves: dict[str, dict[str, dict[str, Any]]], title: str) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     fig, axes = plt.subplots(1, len(TRAITS), figsize=(12, 2.8), sharey=True)
     for ax, trait in zip(axes, TRAITS, strict=True):
@@ -164,10 +166,7 @@ def plot_in_context(curves: dict[str, dict[str, dict[str, Any]]], title: str) ->
 
 
 def plot_loss(curve: list[dict[str, float]]) -> str:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     fig, ax = plt.subplots(figsize=(5, 2.6))
     ax.plot([r["step"] for r in curve], [r["loss"] for r in curve])
@@ -180,10 +179,7 @@ def plot_loss(curve: list[dict[str, float]]) -> str:
 
 def plot_persona_space(spaces: dict[str, dict[str, Any]]) -> str:
     """Personas on (PC1, PC2) of the persona space, one panel per read position."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     spaces = dict(sorted(spaces.items(), key=lambda kv: kv[0] != "response"))  # response first
     fig, axes = plt.subplots(1, len(spaces), figsize=(5.2 * len(spaces), 4.2), squeeze=False)
