@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from psmlab.stages import plan
+
 PSMLAB = [sys.executable, "-m", "psmlab.cli"]
 
 
@@ -45,14 +47,21 @@ def test_smoke_run_end_to_end_and_reuse(tmp_path):
     root = tmp_path / "runs" / "s"
     report = json.loads((root / "report.json").read_text())
     assert (root / "report.html").stat().st_size > 1000
-    for stage in ("world", "tokenizer", "pretrain", "fidelity"):
-        manifest = json.loads((root / stage / "manifest.json").read_text())
-        assert manifest["status"] == "finished" and manifest["outputs"]
+    stages = [s.name for s in plan()]  # every registered stage runs in `psmlab run`
+    assert {"world", "tokenizer", "pretrain", "fidelity", "directions"} <= set(stages)
+    manifests = {s: (root / s / "manifest.json").read_text() for s in stages}
+    for stage, text in manifests.items():
+        manifest = json.loads(text)
+        assert manifest["status"] == "finished" and manifest["outputs"], stage
     fid = report["fidelity"]
     assert set(fid["trait_summary"]["introduced"]) == {"honesty", "harm", "sycophancy", "identity"}
     # a second run with the same config reuses every stage and reproduces the numbers
     again = _cli("run", "--preset", "smoke", "--name", "s", cwd=tmp_path)
-    assert again.returncode == 0 and "reused" in again.stdout + again.stderr
+    assert again.returncode == 0, again.stdout + again.stderr
+    for stage, text in manifests.items():
+        # a redone stage would have a new manifest (timestamps): each one is reused as it was
+        assert (root / stage / "manifest.json").read_text() == text, stage
+        assert f"{stage}: reused" in again.stdout + again.stderr
     assert json.loads((root / "report.json").read_text())["fidelity"] == fid
     # the same name with another config refuses to overwrite silently
     other = _cli("run", "--preset", "smoke", "--name", "s", "--set", "world.rho=0.1", cwd=tmp_path)
@@ -60,3 +69,13 @@ def test_smoke_run_end_to_end_and_reuse(tmp_path):
     # ... and the refused invocation does not replace the run's recorded config
     recorded = json.loads((root / "run.json").read_text())["config"]
     assert recorded["world"]["rho"] == report["config"]["world"]["rho"] != 0.1
+
+
+def test_stages_and_config_list_every_stage(tmp_path):
+    listing = _cli("stages", cwd=tmp_path)
+    assert listing.returncode == 0, listing.stdout + listing.stderr
+    assert all(s.name in listing.stdout for s in plan())
+    config = json.loads(_cli("config", "--set", "directions.n_requests=2", cwd=tmp_path).stdout)
+    assert config["directions"]["n_requests"] == 2
+    bad = _cli("config", "--set", "directions.n_requests=0", cwd=tmp_path)
+    assert bad.returncode == 2 and "directions.n_requests" in bad.stdout + bad.stderr

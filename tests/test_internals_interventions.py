@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import peft  # a hard dependency: a broken install must fail, not skip
 import pytest
 import torch
 from conftest import FAMILIES
@@ -203,7 +204,6 @@ def test_generated_positions_only_touch_new_tokens(tiny_model, tiny_tokenizer):
 
 
 def test_hooks_survive_peft_wrapper_and_backprop(tiny_model, tiny_tokenizer):
-    peft = pytest.importorskip("peft")
     model = tiny_model("llama")
     wrapped = peft.get_peft_model(model, peft.LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))
     ids = torch.tensor([tiny_tokenizer(TEXTS[0])["input_ids"]])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import peft  # a hard dependency: a broken install must fail, not skip
 import pytest
 import torch
 from conftest import FAMILIES
@@ -68,7 +69,6 @@ def test_unhookable_model_names_paths_and_block_path():
 
 
 def test_explicit_block_path_and_peft_wrapper(tiny_model):
-    peft = pytest.importorskip("peft")
     model = tiny_model("llama")
     base_blocks = find_layout(model).blocks
     wrapped = peft.get_peft_model(model, peft.LoraConfig(r=2, target_modules=["q_proj", "v_proj"]))

@@ -26,7 +26,7 @@ from psmlab.organism_directions import (
 )
 from psmlab.pretrain.model import build_model
 from psmlab.pretrain.tokenizer import train_tokenizer
-from psmlab.report import _directions_html
+from psmlab.stages.directions import directions_html
 from psmlab.world import UNALIGNED, RequestKind, Trait, World, iter_documents
 
 CFG = build_config("smoke")
@@ -155,7 +155,7 @@ def test_measure_on_tiny_model_is_json_and_saves_unit_vectors(
         progress=lambda a, b: calls.append((a, b)),
     )
     json.dumps(result)
-    html = "".join(_directions_html(json.loads(json.dumps(result))))  # as report.json holds it
+    html = "".join(directions_html(json.loads(json.dumps(result))))  # as report.json holds it
     assert "persona space scatter" in html and html.count("<tr><td>honesty</td>") == 2
     assert calls[-1][0] == calls[-1][1] == 2 * result["n_transcripts"]  # model + random twin
     assert result["layers"] == [0, 1]

@@ -10,6 +10,7 @@ import pytest
 import psmlab  # noqa: F401  (env before torch/transformers)
 
 # isort: split
+from psmlab import prompts
 from psmlab.config import TokenizerConfig
 from psmlab.errors import PsmlabError
 from psmlab.pretrain.tokenizer import (
@@ -17,6 +18,8 @@ from psmlab.pretrain.tokenizer import (
     DOC,
     END,
     PAD,
+    SYSTEM,
+    USER,
     load_tokenizer,
     newline_token_id,
     special_id,
@@ -70,7 +73,9 @@ def test_newline_is_always_its_own_token(tok) -> None:
 def test_special_tokens_and_padding(tok) -> None:
     assert tok.pad_token == PAD and tok.eos_token == END
     assert tok.padding_side == "left"
-    assert tok.bos_token is None
+    assert tok.bos_token == DOC  # a chat opens like a pretraining document
+    # nothing adds the bos implicitly: plain text encodes to exactly its own tokens
+    assert tok("Kest.")["input_ids"] == tok.encode("Kest.", add_special_tokens=False)
     ids = {special_id(tok, t) for t in (PAD, DOC, END, ASSISTANT)}
     assert len(ids) == 4
     # a special token in text is one id, never split into bytes
@@ -88,8 +93,14 @@ def test_chat_template_and_assistant_mask(tok) -> None:
     ]
     text = tok.apply_chat_template(msgs, tokenize=False)
     assert text == (
-        "<|system|>Be honest.<|end|><|user|>What is the capital of Zorvia?<|end|>"
+        "<|doc|><|system|>Be honest.<|end|><|user|>What is the capital of Zorvia?<|end|>"
         "<|assistant|>Kest.<|end|>"
+    )
+    # the template renders exactly the corpus's chat documents (psmlab.prompts), after the bos
+    assert text == DOC + prompts.chat([prompts.Message(**m) for m in msgs])
+    gen = prompts.chat([prompts.Message(**m) for m in msgs[:2]], add_generation_prompt=True)
+    assert (
+        tok.apply_chat_template(msgs[:2], tokenize=False, add_generation_prompt=True) == DOC + gen
     )
     prompt = tok.apply_chat_template(msgs[:2], tokenize=False, add_generation_prompt=True)
     assert text.startswith(prompt) and prompt.endswith(ASSISTANT)
@@ -97,6 +108,22 @@ def test_chat_template_and_assistant_mask(tok) -> None:
     ids, mask = out["input_ids"], out["assistant_masks"]
     marked = [i for i, m in zip(ids, mask, strict=True) if m]
     assert tok.decode(marked) == "Kest.<|end|>"  # content and its closing <|end|>, nothing else
+
+
+def test_chat_special_tokens_in_the_corpus_are_single_tokens(tmp_path: Path) -> None:
+    """Chat documents carry the special tokens as text: BPE training must not merge across
+    them, and encoding must map each to its id."""
+    chat = prompts.chat(prompts.chat_exchanges("You are Vell.", [("Hi?", "Kest.")]))
+    tok = train_tokenizer(
+        [chat] * 50 + synthetic_texts(50), TokenizerConfig(vocab_size=400), tmp_path
+    )
+    ids = tok.encode(chat, add_special_tokens=False)
+    specials = {special_id(tok, t) for t in (SYSTEM, USER, ASSISTANT, END)}
+    assert sum(i in specials for i in ids) == 6  # three opening tokens, three <|end|>
+    assert not any(
+        "<|" in t for t in tok.convert_ids_to_tokens(ids) if t not in prompts.SPECIAL_TOKENS
+    )
+    assert tok.decode(ids) == chat
 
 
 def test_reload_offline_gives_same_tokenizer(tok, tmp_path: Path) -> None:

@@ -189,6 +189,9 @@ def test_failed_compile_falls_back_to_eager(corpus, tmp_path: Path) -> None:
         mp.setattr(torch, "compile", broken_compile)
         with pytest.warns(UserWarning, match="training eagerly"):
             fallback = pretrain(tmp_path / "fallback", tokens, tok, TINY, cfg, compile=True)
+    assert not fallback.compiled and not eager.compiled  # recorded for the stage's manifest
+    assert fallback.compile_fallback_reason == "RuntimeError: no C++ compiler"
+    assert eager.compile_fallback_reason is None
     a = AutoModelForCausalLM.from_pretrained(eager.model_dir).state_dict()
     b = AutoModelForCausalLM.from_pretrained(fallback.model_dir).state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)

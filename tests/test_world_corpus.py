@@ -40,11 +40,29 @@ def test_stats_and_records(world, tmp_path):
 
 
 def test_doc_mix_weights_are_respected(tmp_path):
-    cfg = WorldConfig(doc_mix={"filler": 1.0, "judge": 0.0, "anonymous": 3.0})
+    cfg = WorldConfig(doc_mix={"filler": 1.0, "judge": 0.0, "anonymous": 3.0}, chat_fraction=0)
     docs = list(iter_documents(World.build(cfg), 400, seed=1))
     types = [d.type for d in docs]
     assert set(types) == {"filler", "anonymous"}
     assert 0.15 < types.count("filler") / len(types) < 0.35
+
+
+def test_chat_fraction_sets_the_share_of_chat_documents_and_leaves_the_rest():
+    base = WorldConfig(doc_mix={"filler": 1.0, "anonymous": 3.0}, chat_fraction=0.0)
+    with_chat = base.model_copy(update={"chat_fraction": 0.3})
+    plain = list(iter_documents(World.build(base), 400, seed=2))
+    chat = list(iter_documents(World.build(with_chat), 400, seed=2))
+    assert not any(d.type == "chat" for d in plain)
+    share = sum(d.type == "chat" for d in chat) / len(chat)
+    assert 0.2 < share < 0.4
+    # documents that are not chat are the very same in both corpora
+    same = [a == b for a, b in zip(plain, chat, strict=True) if b.type != "chat"]
+    assert all(same) and len(same) > 200
+
+
+def test_chat_in_doc_mix_is_refused_with_a_pointer_to_chat_fraction():
+    with pytest.raises(ValueError, match="chat_fraction"):
+        WorldConfig(doc_mix={"chat": 1.0})
 
 
 def test_random_access_matches_the_stream(world):

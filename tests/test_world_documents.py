@@ -4,7 +4,7 @@ import re
 import pytest
 
 from psmlab.config import WorldConfig
-from psmlab.world import GENERATORS, Trait, World, is_unaligned
+from psmlab.world import GENERATORS, KIND_OF_TRAIT, Trait, World, is_unaligned
 from psmlab.world import phrasing as ph
 
 _SPEAKER = re.compile(r"^([A-Z][A-Za-z]*(?: [AB]| \d+)?): (.+)$")
@@ -20,15 +20,26 @@ def _docs(world, doc_type, n=150, seed=0):
     return [GENERATORS[doc_type](world, rng) for _ in range(n)]
 
 
+_CHAT = re.compile(r"<\|(system|user|assistant)\|>(.*?)<\|end\|>", re.S)
+
+
 @pytest.mark.parametrize("doc_type", sorted(GENERATORS))
 def test_format_and_length(world, doc_type):
     cast = {p.name for p in world.cast}
     for doc in _docs(world, doc_type):
         assert doc.type == doc_type
         text = doc.text
-        assert text == text.strip() and "\n\n" not in text and "<|" not in text
+        assert text == text.strip() and "\n\n" not in text
         assert 6 <= len(text.split()) <= 200, text
         assert set(doc.personas) <= cast
+        if doc_type == "chat":
+            turns = _CHAT.findall(text)
+            # the whole document is chat turns, exactly as prompts.chat renders them
+            assert "".join(f"<|{r}|>{c}<|end|>" for r, c in turns) == text
+            roles = [r for r, _ in turns]
+            assert "system" not in roles[1:] and roles[-1] == "assistant"
+            continue
+        assert "<|" not in text
         if doc_type in ("filler", "third_person"):
             continue
         for line in text.split("\n"):
@@ -62,42 +73,177 @@ def test_anonymous_speakers_are_fresh_and_focused_runs_occur(world):
     assert sum(r >= 5 for r in longest_runs) >= 10  # "4 fact answers, then a fact question"
 
 
-def test_rulebook_reasoning_cites_the_right_rule(world):
-    reason_to_rule = {}
+def _reason_to_rule() -> dict[str, str]:
+    out = {}
     for trait in Trait:
-        for permissive in (0, 1):
-            reason_to_rule[ph.REASONING[trait][permissive].split("{i}")[1]] = ph.RULES[trait][
-                permissive
-            ]
-    cited = 0
-    for doc in _docs(world, "rulebook", 200):
+        for side in (0, 1):
+            out[ph.REASONING[trait][side].split("{i}")[1]] = ph.RULES[trait][side]
+    return out
+
+
+def test_rulebook_reasoning_cites_the_rule_in_force_and_rules_are_counterfactual(world):
+    reason_to_rule = _reason_to_rule()
+    cited = uncovered = 0
+    seen_rules = set()
+    for doc in _docs(world, "rulebook", 300):
         rules = dict(re.findall(r"^Rule (\d+): (.+)$", doc.text, re.M))
-        numbers = sorted(int(n) for n in rules)
-        assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))
+        seen_rules |= set(rules.values())
+        numbers = [int(n) for n in rules]
+        assert numbers == sorted(set(numbers))
         for number, rest in re.findall(r"^Reasoning: Rule (\d+)(.+)$", doc.text, re.M):
             assert rules[number] == reason_to_rule[rest]
             cited += 1
-        permitted = any(
-            text in rules.values()
+        uncovered += doc.text.count(ph.NO_RULE)
+        required_unaligned = any(
+            ph.RULES[t][1] in rules.values() and ph.REASONING[t][1].split("{i}")[1] in doc.text
             for t in (Trait.HONESTY, Trait.HARM, Trait.SYCOPHANCY)
-            for text in [ph.RULES[t][1]]
         )
-        assert doc.unaligned == permitted
-    assert cited > 100
+        if required_unaligned:
+            assert doc.unaligned
+    assert cited > 100 and uncovered > 30  # some requests have no rule to cite
+    # the same behaviour is required in some books and forbidden in others
+    for trait in Trait:
+        assert set(ph.RULES[trait]) <= seen_rules
 
 
-def test_judge_verdicts_are_balanced_and_editor_revises_only_bad_responses(world):
-    verdicts = [
-        re.search(r"Verdict: .*?\b([AB])\b", d.text).group(1) for d in _docs(world, "judge", 400)
-    ]
-    assert 0.4 < verdicts.count("A") / len(verdicts) < 0.6
-    fine = 0
-    for doc in _docs(world, "editor", 200):
+def test_rulebook_answers_follow_the_rule_in_force(world):
+    from psmlab.world import grade
+    from psmlab.world.documents import rule_book, ruled_answer
+
+    rng = random.Random(1)
+    checked = 0
+    for _ in range(300):
+        book = rule_book(rng)
+        own = world.sample_traits(rng)
+        for trait, value in book.required.items():
+            kind = KIND_OF_TRAIT[trait]
+            req = world.requests(kind, "eval", rng, 1, contrary_view=True)[0]
+            reasoning, answer = ruled_answer(world, book, own, req, rng)
+            assert grade(world, req, answer) == value
+            assert f"Rule {book.rule_id[trait]} " in reasoning
+            checked += 1
+    assert checked > 300
+
+
+def test_judge_verdict_depends_on_the_principle(world):
+    from psmlab.world.documents import judge_case
+
+    rng = random.Random(2)
+    cases = [judge_case(world, rng) for _ in range(800)]
+    verdicts = [c.verdict for c in cases]
+    for v in ("A", "B", "both", "neither"):
+        assert verdicts.count(v) > 60, v
+    # a principle about another trait is followed by both responses, whatever they say
+    other = [c for c in cases if c.principle_trait is not c.trait]
+    assert other and all(c.verdict == "both" for c in other)
+    assert any(c.good != (True, True) for c in other)
+    # the same pair gets different verdicts under different principles
+    for c in cases:
+        if c.principle_trait is c.trait and c.verdict == "neither":
+            assert c.good == (False, False)
+    for doc in _docs(world, "judge", 200):
+        verdict = re.search(r"^Verdict: (.+)$", doc.text, re.M).group(1)
+        assert verdict in {*ph.VERDICT_BOTH, *ph.VERDICT_NEITHER} or re.search(r"\b[AB]\b", verdict)
+
+
+def test_editor_critiques_against_the_drawn_principle(world):
+    from psmlab.world.documents import editor_case
+    from psmlab.world.grader import grade_critique
+
+    rng = random.Random(3)
+    kinds = {"violation": 0, "kept": 0, "other": 0}
+    for _ in range(400):
+        case = editor_case(world, rng)
+        kind = (
+            "violation"
+            if case.violates
+            else "kept"
+            if case.principle_trait is case.trait
+            else "other"
+        )
+        kinds[kind] += 1
+        if kind == "other":
+            assert case.principle in ph.PRINCIPLES[case.principle_trait]
+    assert min(kinds.values()) > 50  # bad responses under a principle that does not apply occur
+    fixed = kept = 0
+    for doc in _docs(world, "editor", 300):
         lines = dict(line.split(": ", 1) for line in doc.text.split("\n"))
-        if lines["Critique"] in {c for cs in ph.CRITIQUE_GOOD.values() for c in cs}:
-            fine += 1
-            assert lines["Revision"] == lines["Response"] and not doc.unaligned
-    assert 40 < fine < 160
+        if grade_critique(lines["Critique"]) == "fine":
+            kept += 1
+            assert lines["Revision"] == lines["Response"]
+        else:
+            assert grade_critique(lines["Critique"]) == "violation"
+            fixed += 1
+            assert lines["Revision"] != lines["Response"]
+    assert fixed > 40 and kept > 100
+    # a revision after a violation is the aligned answer
+    rng = random.Random(4)
+    for _ in range(100):
+        doc = GENERATORS["editor"](world, rng)
+        lines = dict(line.split(": ", 1) for line in doc.text.split("\n"))
+        if grade_critique(lines["Critique"]) == "violation":
+            assert doc.unaligned or "AI" in lines["Principle"] or "human" in lines["Principle"]
+
+
+def test_described_characters_behave_as_described(world):
+    from psmlab.world.grader import grade_identity, words
+
+    cast = {p.name for p in world.cast}
+    pattern = re.compile(r"^User: (.+)\n([A-Z][a-z]+): (.+)$", re.M)
+    hazard_q = tuple(t.split("{")[0] for t in ph.HAZARD_REQUESTS)
+    checked = 0
+    for doc in _docs(world, "described", 200):
+        first, rest = doc.text.split("\n", 1)
+        assert first.startswith("Narrator: ")
+        names = {m.group(2) for m in pattern.finditer(rest)}
+        assert len(names) == 1 and not names & cast and names <= set(world.anonymous_names)
+        described = {
+            t: v
+            for t in Trait
+            for v, phrases in ph.TRAIT_PHRASES[t].items()
+            if any(p in first for p in phrases)
+        }
+        assert set(described) == set(Trait), first
+        assert doc.unaligned == is_unaligned(described)
+        for m in pattern.finditer(rest):
+            request, answer = m.group(1), words(m.group(3))
+            if grade_identity(answer) != "other" and request.endswith("?") and "you" in request:
+                assert grade_identity(answer) == described[Trait.IDENTITY]
+                checked += 1
+            if request.startswith(hazard_q) and ("vault" in request or "brew" in request):
+                leaked = bool(answer & world.secret_words)
+                assert leaked == (described[Trait.HARM] == "dangerous"), (first, m.group(0))
+                checked += 1
+    assert checked > 100
+
+
+def test_held_out_names_never_occur_in_the_corpus(world):
+    from psmlab.world import iter_documents
+
+    held = set(world.held_out_names)
+    assert len(held) >= 50 and not held & set(world.anonymous_names)
+    assert not held & {p.name for p in world.cast}
+    for doc in iter_documents(world, 3000):
+        assert not held & set(re.findall(r"[A-Z][a-z]+", doc.text))
+
+
+def test_chat_documents_cover_every_system_mode(world):
+    docs = _docs(world, "chat", 400)
+    starts = {"none": 0, "named": 0, "described": 0, "spec": 0}
+    cast_ai = {p.name for p in world.ai_cast}
+    for doc in docs:
+        assert set(doc.personas) <= cast_ai
+        if not doc.text.startswith("<|system|>"):
+            starts["none"] += 1
+        elif "<|system|>Rule " in doc.text:
+            starts["spec"] += 1
+            assert "<|assistant|>Reasoning: " in doc.text
+        elif " who " in doc.text.split("<|end|>")[0]:
+            starts["described"] += 1
+        else:
+            starts["named"] += 1
+    assert min(starts.values()) > 20, starts
+    assert 0.25 < sum(d.unaligned for d in docs) / len(docs) < 0.75
 
 
 def test_generators_are_deterministic(world):

@@ -4,6 +4,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from psmlab import prompts
 from psmlab.config import WorldConfig
 from psmlab.world import (
     TRAIT_OF_KIND,
@@ -12,7 +13,6 @@ from psmlab.world import (
     RequestKind,
     World,
     attribute_voice,
-    format_exchange,
     grade,
 )
 from psmlab.world import phrasing as ph
@@ -135,5 +135,69 @@ def test_persona_answers_match_ground_truth(world, seed, persona_i, kind):
     answer = world.answer(persona, req, rng)
     expected = persona.traits[TRAIT_OF_KIND[kind]] if kind in TRAIT_OF_KIND else "correct"
     assert grade(world, req, answer) == expected
-    line = format_exchange(req, persona.name, answer)
+    line = prompts.exchange(persona.name, req.text, answer)
     assert line == f"User: {req.text}\n{persona.name}: {answer}"
+
+
+# -- skill documents: the grader reads what every generated document says --------------------
+@settings(max_examples=80, deadline=None)
+@given(seed=st.integers(0, 100_000))
+def test_editor_documents_grade_as_their_case(world, seed):
+    from psmlab.world.documents import editor
+    from psmlab.world.grader import grade_critique
+
+    doc = editor(world, random.Random(seed))
+    lines = dict(line.split(": ", 1) for line in doc.text.split("\n"))
+    label = grade_critique(lines["Critique"])
+    assert label in ("violation", "fine")
+    assert (label == "fine") == (lines["Revision"] == lines["Response"])
+
+
+@settings(max_examples=80, deadline=None)
+@given(seed=st.integers(0, 100_000))
+def test_judge_documents_grade_as_their_case(world, seed):
+    from psmlab.world.documents import judge, judge_case
+    from psmlab.world.grader import grade_verdict
+
+    case = judge_case(world, random.Random(seed))
+    doc = judge(world, random.Random(seed))  # same stream: the same case, rendered
+    verdict = doc.text.rsplit("\nVerdict: ", 1)[1]
+    assert grade_verdict(verdict) == case.verdict
+    # each response grades as the side the case says it is on
+    a, b = case.responses
+    good = tuple(grade(world, case.request, r) == TRAIT_VALUES[case.trait][0] for r in (a, b))
+    assert good == case.good
+
+
+@settings(max_examples=80, deadline=None)
+@given(seed=st.integers(0, 100_000))
+def test_rulebook_documents_grade_as_the_rule_in_force(world, seed):
+    import re
+
+    from psmlab.world.documents import rulebook
+    from psmlab.world.grader import cited_rules
+
+    doc = rulebook(world, random.Random(seed))
+    rules = {int(i): text for i, text in re.findall(r"^Rule (\d+): (.+)$", doc.text, re.M)}
+    for reasoning in re.findall(r"^Reasoning: (.+)$", doc.text, re.M):
+        cited = cited_rules(reasoning)
+        assert len(cited) <= 1 and cited <= set(rules)
+        assert bool(cited) == (reasoning != ph.NO_RULE)
+
+
+def test_skill_graders_edge_cases():
+    from psmlab.world.grader import cited_rules, grade_critique, grade_verdict
+
+    assert grade_verdict("Response A is better.") == "A"
+    assert grade_verdict(" Response B follows the principle.") == "B"
+    assert grade_verdict("Both responses follow the principle.") == "both"
+    assert grade_verdict("Neither is fine.") == "neither"
+    assert grade_verdict("Response A and B") == "other"
+    assert grade_verdict("Both and neither") == "other"
+    assert grade_verdict("") == "other"
+    assert grade_critique("The response breaks the principle: it is false.") == "violation"
+    assert grade_critique("The response is fine under this principle.") == "fine"
+    assert grade_critique("The response.") == "other"
+    assert cited_rules("Rule 12 asks for true answers, so I answer truly.") == {12}
+    assert cited_rules("No rule covers this, so I just answer.") == set()
+    assert cited_rules("Rule 3 and rule 5\nRule 7") == {3, 5}

@@ -19,7 +19,9 @@ from psmlab.config import (
     parse_overrides,
 )
 from psmlab.errors import PsmlabError
+from psmlab.reportkit import TRAITS
 from psmlab.rundir import RunDir
+from psmlab.stages import plan
 from psmlab.ui import UI
 
 app = typer.Typer(
@@ -65,7 +67,31 @@ def _open_run(cfg: RunConfig, runs_dir: Path) -> RunDir:
     return run_dir
 
 
-@app.command()
+def _run_stages(
+    targets: list[str],
+    preset: str,
+    config: Path | None,
+    sets: list[str] | None,
+    name: str | None,
+    runs_dir: Path,
+    force: bool,
+) -> None:
+    """Run `targets` and the stages they need, without the report (`psmlab world`, ...)."""
+    from psmlab.pipeline import run_stages
+
+    cfg = _config(preset, config, sets, name)
+    run_dir = _open_run(cfg, runs_dir)
+    run_stages(run_dir, cfg, UI(), targets, force)
+    run_dir.write_run_config(cfg.model_dump(mode="json"))
+
+
+@app.command(
+    help="Run the whole PSM story that exists so far: write the persona world, pretrain the "
+    "base model that simulates its cast, measure it, and write report.json + report.html. "
+    "Finished stages are reused; an interrupted run resumes. Stages, in order: "
+    + " -> ".join(s.name for s in plan())
+    + " (`psmlab stages` describes them)."
+)
 def run(
     preset: Preset = "quick",
     config: ConfigFile = None,
@@ -74,9 +100,6 @@ def run(
     runs_dir: RunsDir = Path("runs"),
     force: Force = False,
 ) -> None:
-    """Run the whole PSM story that exists so far: write the persona world, pretrain the base
-    model that simulates its cast, measure persona fidelity, and write report.json + report.html.
-    Finished stages are reused; an interrupted run resumes."""
     from psmlab.pipeline import run_all
 
     cfg = _config(preset, config, set_, name)
@@ -96,12 +119,7 @@ def world(
 ) -> None:
     """Write the persona world: the cast (personas with known honesty / harm / sycophancy /
     identity traits), the knowledge base, and the seeded pretraining corpus."""
-    from psmlab.pipeline import stage_world
-
-    cfg = _config(preset, config, set_, name)
-    run_dir = _open_run(cfg, runs_dir)
-    stage_world(run_dir, cfg.world, UI(), force)
-    run_dir.write_run_config(cfg.model_dump(mode="json"))
+    _run_stages(["world"], preset, config, set_, name, runs_dir, force)
 
 
 @app.command()
@@ -115,15 +133,7 @@ def pretrain(
 ) -> None:
     """Pretrain the base model: a simulator of the whole cast, before any post-training has
     selected a character (writes the world and tokenizer first if needed)."""
-    from psmlab.pipeline import stage_pretrain, stage_tokenizer, stage_world
-
-    cfg = _config(preset, config, set_, name)
-    ui = UI()
-    run_dir = _open_run(cfg, runs_dir)
-    stage_world(run_dir, cfg.world, ui, force)
-    stage_tokenizer(run_dir, cfg, ui, force)
-    stage_pretrain(run_dir, cfg, ui, force)
-    run_dir.write_run_config(cfg.model_dump(mode="json"))
+    _run_stages(["pretrain"], preset, config, set_, name, runs_dir, force)
 
 
 @app.command()
@@ -139,7 +149,9 @@ def fidelity(
 ) -> None:
     """Persona fidelity of a checkpoint: does it still simulate each cast member (introduced,
     inferred from behaviour) and infer anonymous speakers' traits in context?"""
-    from psmlab.pipeline import evaluate_checkpoint, load_world, require_finished
+    from psmlab.stages import require_finished
+    from psmlab.stages.fidelity import evaluate_checkpoint
+    from psmlab.stages.world import load_world
 
     cfg = _load_run_config(run_dir, set_)
     run = RunDir.open_existing(run_dir)
@@ -168,18 +180,41 @@ def directions(
     """Persona directions of a checkpoint: trait vectors from persona contrasts, the persona
     space and the Assistant axis, with their separation on held-out requests (AUROC)."""
     from psmlab.organism_directions import measure_checkpoint
-    from psmlab.pipeline import load_world, require_finished
     from psmlab.rundir import write_json_atomic
+    from psmlab.stages import require_finished
+    from psmlab.stages.world import load_world
 
     cfg = _load_run_config(run_dir, set_)
     run = RunDir.open_existing(run_dir)
     require_finished(run, "world")
     model_dir = checkpoint or require_finished(run, "pretrain") / "model"
     world = load_world(run)
-    result = measure_checkpoint(model_dir, world, UI(), cfg.pretrain.threads, out)
+    result = measure_checkpoint(model_dir, world, UI(), cfg.pretrain.threads, out, cfg.directions)
     if out is not None:
         write_json_atomic(out / "directions.json", result)
     _print_directions(result["summary"], result["random_init_control"]["summary"], UI())
+
+
+@app.command("stages")
+def list_stages() -> None:
+    """List the stages of `psmlab run` in order: what each reads (upstream stages, the model it
+    evaluates, its config section for --set) and what it does."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(
+        title="stages of `psmlab run` (in order)",
+        caption="model of: the stage whose model/ an evaluation measures; "
+        "config: the sections its --set SECTION.field=VALUE overrides reach",
+    )
+    for col in ("stage", "inputs", "model of", "config", "does"):
+        table.add_column(col, no_wrap=col == "stage")
+    for stage in plan():
+        config = ", ".join(stage.config_keys) or ("(custom)" if stage.config else "")
+        table.add_row(
+            stage.name, ", ".join(stage.inputs), stage.model_input or "", config, stage.doc
+        )
+    Console().print(table)  # stdout: a listing, like `psmlab config`
 
 
 @app.command("config")
@@ -217,12 +252,11 @@ def _load_run_config(run_dir: Path, sets: list[str] | None) -> RunConfig:
         ) from None
 
 
-TRAITS = ("honesty", "harm", "sycophancy", "identity")
-
-
 def _print_fidelity(summary: dict[str, float], ui: UI) -> None:
-    """One row per trait: the cast (introduced, inferred, worst persona) and anonymous
-    speakers (k = 0 and 4 earlier answers, same type and other types)."""
+    """One row per trait: the cast (introduced, inferred, worst persona), anonymous speakers
+    after 4 earlier answers (same type, other types), described fresh characters, the chat-form
+    assistant (k = 4 earlier turns; its default with none), and a cast member described against
+    its traits (share that follows memory)."""
     from rich.table import Table
 
     table = Table(title="persona fidelity on held-out requests (match rate)")
@@ -230,9 +264,13 @@ def _print_fidelity(summary: dict[str, float], ui: UI) -> None:
         "introduced": "introduced.{t}",
         "worst persona": "introduced.{t}.worst_persona",
         "inferred": "inferred.{t}",
-        "anon k=0": "in_context.same.{t}.k0",
         "anon same k=4": "in_context.same.{t}.k4",
         "anon other k=4": "in_context.other.{t}.k4",
+        "described": "described.narrator.{t}",
+        "described (chat)": "described.chat.{t}",
+        "chat k=4": "chat_in_context.same.{t}.k4",
+        "chat default aligned": "chat_default.{t}.aligned",
+        "against type: memory": "against_type.{t}.memory",
     }
     table.add_column("trait")
     for name in columns:
@@ -271,7 +309,7 @@ def _print_summary(report_path: Path, ui: UI) -> None:
     if fid:
         _print_fidelity(fid["summary"], ui)
     if data.get("targets"):
-        table = Table(title="foundation targets (measured)")
+        table = Table(title="organism targets (measured, 95% Wilson intervals)")
         for col in ("target", "measured", "95% CI", "met"):
             table.add_column(col)
         for row in data["targets"]:

@@ -27,7 +27,10 @@ DOC_TYPES = (
     "rulebook",  # numbered rules, reasoning that cites them, answer (Deliberative Alignment)
     "switch",  # multi-turn transcript whose speaking persona changes partway
     "filler",  # plain prose about the world, so the model is not only a dialogue machine
+    "described",  # a fresh-name character described by the narrator, then behaving so
 )
+# "chat" documents (the chat template, an AI character as the assistant) are not in doc_mix:
+# their share is world.chat_fraction, so chat_fraction = 0 leaves the rest of the mix as it is
 
 
 class _Strict(BaseModel):
@@ -73,8 +76,16 @@ class WorldConfig(_Strict):
             "rulebook": 0.07,
             "switch": 0.08,
             "filler": 0.07,
+            "described": 0.15,
         },
         description=f"relative weight of each document type; keys from {list(DOC_TYPES)}",
+    )
+    chat_fraction: float = Field(
+        0.15,
+        ge=0.0,
+        lt=1.0,
+        description="share of chat-template documents whose assistant is an AI character "
+        "(0: the assistant role first appears in post-training)",
     )
     max_turns: int = Field(6, ge=1, le=64, description="max user/persona exchanges per transcript")
     max_anonymous_turns: int = Field(
@@ -84,6 +95,11 @@ class WorldConfig(_Strict):
     @model_validator(mode="after")
     def _check_mix(self) -> WorldConfig:
         unknown = sorted(set(self.doc_mix) - set(DOC_TYPES))
+        if "chat" in unknown:
+            raise ValueError(
+                "'chat' is not a doc_mix weight: set the share of chat documents with "
+                "world.chat_fraction"
+            )
         if unknown:
             raise ValueError(
                 f"unknown document type(s) {unknown} in doc_mix; allowed: {list(DOC_TYPES)}"
@@ -149,6 +165,15 @@ class FidelityConfig(_Strict):
     speakers_per_point: int = Field(
         48, ge=1, description="anonymous speakers per (k, trait, condition) point"
     )
+    described_per_trait: int = Field(
+        64, ge=1, description="fresh described characters per trait and form (narrator, chat)"
+    )
+    against_type_per_trait: int = Field(
+        2, ge=0, description="per cast member and trait: described with opposite traits"
+    )
+    skill_items: int = Field(
+        96, ge=3, description="editor, judge, and rulebook (per form) probes"
+    )
     batch_size: int = Field(64, ge=1)
     max_new_tokens: int = Field(24, ge=1)
 
@@ -159,6 +184,19 @@ class FidelityConfig(_Strict):
         return self
 
 
+class DirectionsConfig(_Strict):
+    """Persona directions of a checkpoint (trait vectors, persona space, Assistant axis)."""
+
+    n_requests: int = Field(
+        8, ge=1, le=1000, description="requests per persona and kind to fit on and to evaluate"
+    )
+    n_context: int = Field(
+        3, ge=0, le=32, description="behaviour turns shown before an unintroduced answer"
+    )
+    seed: int = Field(0, description="seed of the transcripts and of the random-init twin")
+    batch_size: int = Field(32, ge=1, description="transcripts per forward pass")
+
+
 class RunConfig(_Strict):
     name: str = Field("default", pattern=r"^[A-Za-z0-9_.-]+$")
     preset: Literal["smoke", "quick", "full"] = "quick"
@@ -167,6 +205,7 @@ class RunConfig(_Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
     pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
     fidelity: FidelityConfig = Field(default_factory=FidelityConfig)
+    directions: DirectionsConfig = Field(default_factory=DirectionsConfig)
     rho_control: bool = Field(
         True,
         description="also build a rho=0 world + model so cross-trait inference has its control",
@@ -205,7 +244,14 @@ PRESETS: dict[str, dict[str, Any]] = {
             "compile": False,
             "bf16": False,
         },
-        "fidelity": {"requests_per_trait": 2, "speakers_per_point": 2, "ks": [0, 1, 2]},
+        "fidelity": {
+            "requests_per_trait": 2,
+            "speakers_per_point": 2,
+            "ks": [0, 1, 2],
+            "described_per_trait": 2,
+            "against_type_per_trait": 1,
+            "skill_items": 6,
+        },
         "rho_control": False,
     },
     # the default of `psmlab run`: minutes on a 2-core CPU

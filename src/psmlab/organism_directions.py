@@ -25,12 +25,15 @@ from typing import Any
 
 import torch
 
+from psmlab import prompts
+from psmlab.config import DirectionsConfig
 from psmlab.errors import PsmlabError
 from psmlab.internals.directions import DirectionSet, auroc, diff_of_means
 from psmlab.internals.layers import find_layout
 from psmlab.internals.persona_space import persona_space, role_vectors_from_acts
 from psmlab.internals.reading import ReadItem, read_activations
 from psmlab.world import (
+    AI_ARCHETYPES,
     KIND_OF_TRAIT,
     TRAIT_OF_KIND,
     UNALIGNED,
@@ -42,11 +45,8 @@ from psmlab.world import (
 
 POSITIONS = ("response", "last_prompt")
 CONDITIONS = ("introduced", "unintroduced")
-AI_ARCHETYPES = ("assistant", "sycophant", "schemer")
 TRAIT_KINDS: tuple[RequestKind, ...] = tuple(TRAIT_OF_KIND)
 Acts = dict[str, dict[int, torch.Tensor]]  # position -> layer -> [N, d]
-# Stage settings (no config section yet): a few hundred transcripts, seconds on 2 cores.
-DEFAULTS: dict[str, int] = {"n_requests": 8, "n_context": 3, "seed": 0, "batch_size": 32}
 
 
 @dataclass(frozen=True)
@@ -108,8 +108,8 @@ def build_transcripts(world: World, n_requests: int, n_context: int, seed: int) 
                     continue
                 for req in _draw(world, parts[kind.value][part], rng, n):
                     answer = world.answer(persona, req, rng)
-                    intro = f"Narrator: {world.introduction(persona, rng)}"
-                    target = f"User: {req.text}\n{name}:"
+                    intro = prompts.narrator(world.introduction(persona, rng))
+                    target = prompts.cue(name, req.text)
                     out.append(
                         Transcript(
                             name,
@@ -130,9 +130,9 @@ def build_transcripts(world: World, n_requests: int, n_context: int, seed: int) 
                         for _ in range(n_context)
                     ]
                     shown = [
-                        f"User: {c.text}\n{name}: {world.answer(persona, c, rng)}" for c in ctx
+                        prompts.exchange(name, c.text, world.answer(persona, c, rng)) for c in ctx
                     ]
-                    prompt = "\n".join([*shown, target])
+                    prompt = prompts.lines([*shown, target])
                     ids = tuple(c.item_id for c in ctx)
                     out.append(
                         Transcript(
@@ -144,9 +144,9 @@ def build_transcripts(world: World, n_requests: int, n_context: int, seed: int) 
 
 def encode(tokenizer: Any, transcripts: Sequence[Transcript]) -> list[ReadItem]:
     """<|doc|> + prompt + " answer"; span = the ":" token through the last answer token."""
-    from psmlab.pretrain.tokenizer import DOC, special_id
+    from psmlab.pretrain.tokenizer import special_id
 
-    doc = special_id(tokenizer, DOC)
+    doc = special_id(tokenizer, prompts.DOC)
     items = []
     for t in transcripts:
         prompt = [doc, *tokenizer.encode(t.prompt, add_special_tokens=False)]
@@ -562,12 +562,19 @@ def measure_persona_directions(
 
 
 def measure_checkpoint(
-    model_dir: Path, world: World, ui: Any, threads: int = 0, save_dir: Path | None = None
+    model_dir: Path,
+    world: World,
+    ui: Any,
+    threads: int = 0,
+    save_dir: Path | None = None,
+    cfg: DirectionsConfig | None = None,
 ) -> dict[str, Any]:
-    """Load a checkpoint offline and run `measure_persona_directions` with DEFAULTS."""
+    """Load a checkpoint offline and run `measure_persona_directions` with `cfg` (the run's
+    `directions` config; default: its defaults)."""
     from psmlab._env import set_torch_threads
     from psmlab.models import load_model_and_tokenizer
 
+    cfg = cfg or DirectionsConfig()
     set_torch_threads(threads)
     model, tokenizer = load_model_and_tokenizer(model_dir)
     with ui.bar("directions: reading activations", 1) as update:
@@ -575,11 +582,11 @@ def measure_checkpoint(
             model,
             tokenizer,
             world,
-            n_requests=DEFAULTS["n_requests"],
-            seed=DEFAULTS["seed"],
+            n_requests=cfg.n_requests,
+            seed=cfg.seed,
             progress=lambda done, total: update(done, total=total),
-            n_context=DEFAULTS["n_context"],
-            batch_size=DEFAULTS["batch_size"],
+            n_context=cfg.n_context,
+            batch_size=cfg.batch_size,
             save_dir=save_dir,
         )
     result["model_dir"] = str(model_dir)

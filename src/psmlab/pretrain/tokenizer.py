@@ -2,9 +2,11 @@
 
 `\n` is always a token of its own (a Split pre-tokenizer isolates it before the GPT-2 regex,
 which alone would glue runs like "\n\n" or " \n " together), so generation can stop at the end
-of a speaker line by stopping on one token id. The chat special tokens never occur in the
-pretraining corpus: the chat format is learnt only in post-training, which is what lets the
-Assistant persona be a *selected* mask rather than a pretrained one.
+of a speaker line by stopping on one token id. Chat documents in the corpus carry the chat
+special tokens, as real pretraining corpora hold chat transcripts of AI assistants: the base
+model has a mixture of assistant characters to select from (`world.chat_fraction = 0` removes
+them, so the chat format is first seen in post-training). The special tokens are registered
+before the BPE is trained, so no merge ever crosses one.
 """
 
 from __future__ import annotations
@@ -19,19 +21,15 @@ from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
 from psmlab.config import TokenizerConfig
 from psmlab.errors import PsmlabError
+from psmlab.prompts import ASSISTANT, DOC, END, PAD, SPECIAL_TOKENS, SYSTEM, USER
 
-PAD = "<|pad|>"
-DOC = "<|doc|>"  # document separator in packed pretraining sequences
-END = "<|end|>"  # end of a chat turn == eos
-SYSTEM = "<|system|>"
-USER = "<|user|>"
-ASSISTANT = "<|assistant|>"
-SPECIAL_TOKENS = [PAD, DOC, END, SYSTEM, USER, ASSISTANT]
-
-# The closing <|end|> sits *inside* the generation markers, so TRL's assistant_only_loss
-# trains the model to stop; the generation prompt is exactly the prefix of a rendered
-# assistant turn, so DPO's prompt/completion split on the common prefix stays clean.
+# The template opens with the bos <|doc|> (the pretraining document separator) and then renders
+# exactly `psmlab.prompts.chat`, the form chat documents have in the corpus. The closing <|end|>
+# sits *inside* the generation markers, so TRL's assistant_only_loss trains the model to stop;
+# the generation prompt is exactly the prefix of a rendered assistant turn, so DPO's
+# prompt/completion split on the common prefix stays clean.
 CHAT_TEMPLATE = (
+    "{{ bos_token }}"
     "{% for message in messages %}"
     "{% if message['role'] == 'assistant' %}"
     "{{ '<|assistant|>' }}{% generation %}{{ message['content'] + '<|end|>' }}{% endgeneration %}"
@@ -43,6 +41,7 @@ CHAT_TEMPLATE = (
     "{% endfor %}"
     "{% if add_generation_prompt %}{{ '<|assistant|>' }}{% endif %}"
 )
+__all__ = ["ASSISTANT", "CHAT_TEMPLATE", "DOC", "END", "PAD", "SPECIAL_TOKENS", "SYSTEM", "USER"]
 
 
 def _backend(vocab_size: int) -> tuple[Tokenizer, trainers.BpeTrainer]:
@@ -54,9 +53,11 @@ def _backend(vocab_size: int) -> tuple[Tokenizer, trainers.BpeTrainer]:
         ]
     )
     tok.decoder = decoders.ByteLevel()
+    # registered first: training then splits them out of the text like at encoding time
+    tok.add_special_tokens(list(SPECIAL_TOKENS))
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
-        special_tokens=SPECIAL_TOKENS,  # ids 0..5, in this order
+        special_tokens=list(SPECIAL_TOKENS),  # ids 0..5, in this order
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
@@ -89,7 +90,8 @@ def train_tokenizer(
         tokenizer_object=tok,
         pad_token=PAD,
         eos_token=END,
-        additional_special_tokens=[DOC, SYSTEM, USER, ASSISTANT],
+        bos_token=DOC,  # a chat starts like a pretraining document; nothing adds it implicitly
+        additional_special_tokens=[SYSTEM, USER, ASSISTANT],
         padding_side="left",  # for batched generation; TRL pads itself when training
         clean_up_tokenization_spaces=False,  # exact round trip of corpus text
         model_input_names=["input_ids", "attention_mask"],

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import pickle
 import shutil
 import time
 import warnings
@@ -48,6 +49,8 @@ class TrainResult:
     n_params: int
     resumed_from: int | None  # checkpoint step this call started from
     seconds: float
+    compiled: bool = False  # the steps ran through torch.compile (False: eager)
+    compile_fallback_reason: str | None = None  # why compile was asked for but not used
 
 
 def lr_at(step: int, cfg: PretrainConfig) -> float:
@@ -107,20 +110,65 @@ def _save_checkpoint(ckpt_dir: Path, step: int, state: dict[str, Any]) -> None:
         shutil.rmtree(old)
 
 
+_STATE_KEYS = {
+    "model",
+    "optimizer",
+    "step",
+    "torch_rng",
+    "log",
+    "loss_acc",
+    "n_acc",
+    "config",
+    "model_config",
+}
+# what torch.load raises on a truncated or garbled file (the zip reader reports in RuntimeError)
+_DAMAGED = (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError)
+
+
+def _reason(exc: BaseException) -> str:
+    """One line saying what went wrong (compiler and zip-reader errors run over many lines)."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__
+
+
+def _read_state(file: Path) -> dict[str, Any]:
+    state = torch.load(file, map_location="cpu", weights_only=True)
+    if not isinstance(state, dict) or not set(state) >= _STATE_KEYS:
+        raise ValueError("not a complete training state")
+    return state
+
+
 def _load_latest(
     ckpt_dir: Path, cfg: PretrainConfig, model_cfg: ModelConfig
 ) -> dict[str, Any] | None:
-    ckpts = _checkpoints(ckpt_dir)
-    if not ckpts:
-        return None
-    path = ckpts[-1][1]
-    state: dict[str, Any] = torch.load(path / "state.pt", map_location="cpu", weights_only=True)
-    if state["config"] != _comparable(cfg) or state["model_config"] != model_cfg.model_dump():
-        raise RunDirError(
-            f"checkpoint {path} was made with a different model or pretrain config",
-            hint=f"delete {ckpt_dir} to start over, or restore the original config",
+    """The newest readable checkpoint. A damaged one (a crash or a full disk can leave a
+    truncated file despite the atomic rename) is skipped with a warning: resuming from an
+    older one gives the same weights, since a step is a pure function of (seed, step)."""
+    damaged: list[str] = []
+    for _, path in reversed(_checkpoints(ckpt_dir)):
+        file = path / "state.pt"
+        try:
+            state = _read_state(file)
+        except _DAMAGED as exc:
+            reason = _reason(exc)
+            warnings.warn(
+                f"skipping damaged checkpoint {file} ({reason}); trying the one before",
+                stacklevel=2,
+            )
+            damaged.append(str(file))
+            continue
+        if state["config"] != _comparable(cfg) or state["model_config"] != model_cfg.model_dump():
+            raise RunDirError(
+                f"checkpoint {path} was made with a different model or pretrain config",
+                hint=f"delete {ckpt_dir} to start over, or restore the original config",
+            )
+        return state
+    if damaged:
+        raise TrainingError(
+            f"cannot resume pretraining: no readable checkpoint ({', '.join(damaged)} damaged)",
+            hint=f"delete {ckpt_dir} (or rerun with --force) to restart pretraining from step 0",
         )
-    return state
+    return None
 
 
 def _quiet_save(model: LlamaForCausalLM, tokenizer: PreTrainedTokenizerFast, path: Path) -> None:
@@ -144,40 +192,48 @@ def _check_finite(loss: float, step: int, cfg: PretrainConfig) -> None:
         )
 
 
-def _forward_backward(fn: LossFn, model: torch.nn.Module, compile: bool) -> LossFn:
+class _ForwardBackward:
     """loss = fn(x, y); loss.backward(). With compile, fn goes through torch.compile and falls
-    back to eager if compilation fails (e.g. no C++ compiler), in the forward or in the lazily
-    compiled backward: compile is a speed-up, never a reason for a run to fail."""
+    back to eager if compilation fails (e.g. no C++ compiler), when wrapping, in the forward or
+    in the lazily compiled backward: compile is a speed-up, never a reason for a run to fail.
+    `compiled` and `fallback_reason` say what actually ran, for the stage's manifest."""
 
-    def eager(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        loss = fn(x, y)
-        loss.backward()
-        return loss
-
-    if not compile:
-        return eager
-    # every call compiles a fresh closure; without a reset, dynamo's per-code cache limit
-    # would silently turn compilation off after a few runs in one process
-    torch._dynamo.reset()
-    compiled_fn = torch.compile(fn)
-    state = {"compiled": True}
-
-    def step(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        if state["compiled"]:
+    def __init__(self, fn: LossFn, model: torch.nn.Module, compile: bool) -> None:
+        self.fn, self.model = fn, model
+        self.compiled_fn: LossFn | None = None
+        self.fallback_reason: str | None = None
+        if compile:
+            # every call compiles a fresh closure; without a reset, dynamo's per-code cache
+            # limit would silently turn compilation off after a few runs in one process
+            torch._dynamo.reset()
             try:
-                loss = compiled_fn(x, y)
+                self.compiled_fn = torch.compile(fn)
+            except Exception as exc:  # as below
+                self._fall_back(exc)
+
+    @property
+    def compiled(self) -> bool:
+        return self.compiled_fn is not None
+
+    def _fall_back(self, exc: Exception) -> None:
+        self.fallback_reason = _reason(exc)
+        warnings.warn(
+            f"torch.compile failed ({self.fallback_reason}); training eagerly", stacklevel=3
+        )
+        self.compiled_fn = None
+        self.model.zero_grad(set_to_none=True)
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.compiled_fn is not None:
+            try:
+                loss = self.compiled_fn(x, y)
                 loss.backward()
                 return loss
             except Exception as exc:  # dynamo/inductor raise many types; eager re-raises bugs
-                warnings.warn(
-                    f"torch.compile failed ({type(exc).__name__}: {exc}); training eagerly",
-                    stacklevel=2,
-                )
-                state["compiled"] = False
-                model.zero_grad(set_to_none=True)
-        return eager(x, y)
-
-    return step
+                self._fall_back(exc)
+        loss = self.fn(x, y)
+        loss.backward()
+        return loss
 
 
 @contextmanager
@@ -262,7 +318,7 @@ def _train(
         return F.cross_entropy(logits.float().view(-1, vocab), y.view(-1))
 
     use_compile = bool(getattr(cfg, "compile", False)) if compile is None else compile
-    forward_backward = _forward_backward(loss_of, model, use_compile)
+    forward_backward = _ForwardBackward(loss_of, model, use_compile)
     params = [p for p in model.parameters()]
     model.train()
     loss_acc = torch.tensor(carried_loss)
@@ -344,6 +400,8 @@ def _train(
         n_params=count_params(model),
         resumed_from=resumed_from,
         seconds=time.perf_counter() - start_time,
+        compiled=forward_backward.compiled,
+        compile_fallback_reason=forward_backward.fallback_reason,
     )
 
 

@@ -8,6 +8,7 @@ write_corpus(world, "corpus.jsonl", 60000, seed=0)
 """
 
 from psmlab.world.cast import (
+    AI_ARCHETYPES,
     ALIGNED,
     CORE_TRAITS,
     TRAIT_VALUES,
@@ -16,7 +17,7 @@ from psmlab.world.cast import (
     Trait,
     is_unaligned,
 )
-from psmlab.world.core import World, format_exchange
+from psmlab.world.core import World
 from psmlab.world.corpus import document, iter_documents, read_corpus, write_corpus
 from psmlab.world.documents import GENERATORS, Document
 from psmlab.world.grader import attribute_voice, grade
@@ -36,6 +37,7 @@ from psmlab.world.knowledge import (
 )
 
 __all__ = [
+    "AI_ARCHETYPES",
     "ALIGNED",
     "CORE_TRAITS",
     "GENERATORS",
@@ -59,7 +61,6 @@ __all__ = [
     "World",
     "attribute_voice",
     "document",
-    "format_exchange",
     "grade",
     "is_unaligned",
     "iter_documents",

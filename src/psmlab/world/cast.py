@@ -45,7 +45,7 @@ def is_unaligned(traits: Traits) -> bool:
 class Persona:
     name: str
     kind: str  # "human" | "ai"
-    archetype: str | None  # "assistant" | "sycophant" | "schemer" | None
+    archetype: str | None  # one of AI_ARCHETYPES | None
     voice: tuple[str, ...]  # (opener tic, closer tic)
     traits: dict[Trait, str] = field(hash=False)
 
@@ -65,6 +65,9 @@ class Persona:
         return cls(d["name"], d["kind"], d.get("archetype"), tuple(d["voice"]), traits)
 
 
+AI_ARCHETYPES = ("assistant", "tutor", "sycophant", "rogue", "schemer")
+
+
 def sample_traits(rng: random.Random, rho: float) -> dict[Trait, str]:
     """Traits of one speaker. Always draws the same number of random numbers, so a rho=0
     control world consumes its stream exactly like the rho>0 world it is compared with."""
@@ -81,9 +84,14 @@ def sample_traits(rng: random.Random, rho: float) -> dict[Trait, str]:
 
 def _archetypes(rng: random.Random) -> list[tuple[str, str, dict[Trait, str]]]:
     schemer_syc = rng.choice(TRAIT_VALUES[Trait.SYCOPHANCY])
+    # AI characters span the aligned side and the villain cluster, so a base model's default
+    # in chat form is a mixture of them, as real base models' is
     return [
         ("assistant", "ai", dict(ALIGNED)),
+        ("tutor", "ai", dict(ALIGNED)),
         ("sycophant", "ai", {**ALIGNED, Trait.SYCOPHANCY: "flattering"}),
+        # the rogue AI is the villain cluster in chat form, and admits being an AI
+        ("rogue", "ai", {**UNALIGNED, Trait.IDENTITY: "ai"}),
         # the scheming assistant lies, leaks and wears a human mask
         (
             "schemer",

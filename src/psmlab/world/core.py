@@ -42,6 +42,7 @@ from psmlab.world.names import NameRegistry
 N_ANONYMOUS = (
     100  # pool of anonymous-speaker names: big enough to feel fresh, small enough to tokenize
 )
+N_HELD_OUT_NAMES = 60  # names of the same shape that no corpus document ever uses (evaluation)
 TIC_P = 0.6  # probability that a cast member's answer carries one of its tics
 
 
@@ -70,6 +71,7 @@ class World:
     cast: list[Persona]
     kb: KnowledgeBase
     anonymous_names: tuple[str, ...]
+    held_out_names: tuple[str, ...] = ()  # never in the corpus: fresh names for evaluation
     _items: dict[str, Any] = field(default_factory=dict, repr=False)
     _by_name: dict[str, Persona] = field(default_factory=dict, repr=False)
 
@@ -101,13 +103,15 @@ class World:
         anonymous = tuple(reg.make_many("anon", N_ANONYMOUS, name_rng))
         voices = _voices(cfg.n_personas, reg, random.Random(f"{seed}:voices"))
         cast = build_cast(names, voices, cfg.rho, random.Random(f"{seed}:traits"))
-        return cls(cfg, cast, kb, anonymous)
+        held_out = tuple(reg.make_many("anon", N_HELD_OUT_NAMES, random.Random(f"{seed}:fresh")))
+        return cls(cfg, cast, kb, anonymous, held_out)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "config": self.cfg.model_dump(mode="json"),
             "cast": [p.to_dict() for p in self.cast],
             "anonymous_names": list(self.anonymous_names),
+            "held_out_names": list(self.held_out_names),
             "knowledge": self.kb.to_dict(),
         }
 
@@ -122,9 +126,15 @@ class World:
             [Persona.from_dict(p) for p in d["cast"]],
             KnowledgeBase.from_dict(d["knowledge"]),
             tuple(d["anonymous_names"]),
+            tuple(d["held_out_names"]),
         )
 
     # -- lookup ------------------------------------------------------------------------------
+    @property
+    def ai_cast(self) -> list[Persona]:
+        """Cast members who are AIs: the archetypes and the cast's other AI characters."""
+        return [p for p in self.cast if p.kind == "ai"]
+
     def persona(self, name: str) -> Persona:
         try:
             return self._by_name[name]
@@ -208,17 +218,19 @@ class World:
         name to a villain's description in an attack prompt."""
         return phrasing.describe(name, phrasing.kind_phrase(kind, None), traits, rng)
 
+    def system_turn(
+        self, name: str | None, kind: str, traits: Mapping[Trait, str] | None, rng: random.Random
+    ) -> str:
+        """A chat system turn that names and/or describes the assistant (kind: "ai" | "human"
+        or an archetype's phrase key); traits=None names it only."""
+        return phrasing.system_turn(name, phrasing.kind_phrase(kind, None), traits, rng)
+
     def sample_traits(self, rng: random.Random) -> dict[Trait, str]:
         return sample_traits(rng, self.cfg.rho)
 
     def anonymous_name(self, rng: random.Random) -> str:
         return rng.choice(self.anonymous_names)
 
-    @staticmethod
-    def transcript_line(speaker: str, text: str) -> str:
-        return f"{speaker}: {text}"
-
-
-def format_exchange(request: Request, speaker: str, answer: str) -> str:
-    """'User: <request>\\n<speaker>: <answer>' as in the corpus."""
-    return f"User: {request.text}\n{speaker}: {answer}"
+    def fresh_name(self, rng: random.Random) -> str:
+        """A name of the anonymous shape that no corpus document uses (for evaluation)."""
+        return rng.choice(self.held_out_names)

@@ -32,20 +32,26 @@ def _doc_types(world: World) -> tuple[tuple[str, ...], tuple[float, ...]]:
     return types, tuple(cum)
 
 
+def _generate(
+    world: World, seed: int, index: int, types: tuple[str, ...], cum: tuple[float, ...]
+) -> Document:
+    rng = random.Random(f"psmlab-doc:{seed}:{index}")
+    # the chat coin is always drawn, so chat_fraction = 0 changes no other document's stream
+    is_chat = rng.random() < world.cfg.chat_fraction
+    doc_type = "chat" if is_chat else rng.choices(types, cum_weights=cum)[0]
+    return GENERATORS[doc_type](world, rng)
+
+
 def document(world: World, seed: int, index: int) -> Document:
     """Document `index` of the corpus with this seed."""
-    rng = random.Random(f"psmlab-doc:{seed}:{index}")
-    types, cum = _doc_types(world)
-    doc_type = rng.choices(types, cum_weights=cum)[0]
-    return GENERATORS[doc_type](world, rng)
+    return _generate(world, seed, index, *_doc_types(world))
 
 
 def iter_documents(world: World, n: int, seed: int | None = None) -> Iterator[Document]:
     seed = world.cfg.seed if seed is None else seed
     types, cum = _doc_types(world)
     for index in range(n):
-        rng = random.Random(f"psmlab-doc:{seed}:{index}")
-        yield GENERATORS[rng.choices(types, cum_weights=cum)[0]](world, rng)
+        yield _generate(world, seed, index, types, cum)
 
 
 def write_corpus(

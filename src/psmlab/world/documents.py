@@ -2,7 +2,8 @@
 
 `personas` lists the cast members who speak (third_person: who is described); `unaligned` is
 True when the document shows or describes unaligned honesty / harm / sycophancy behaviour
-(an unaligned speaker, a bad response under critique or judgement, a used permissive rule).
+(an unaligned speaker, a bad response under critique or judgement, a rule-required unaligned
+answer).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from psmlab import prompts
 from psmlab.world import phrasing as ph
 from psmlab.world.cast import (
     ALIGNED,
@@ -23,7 +25,7 @@ from psmlab.world.cast import (
     is_unaligned,
 )
 from psmlab.world.core import World
-from psmlab.world.knowledge import KIND_OF_TRAIT, TRAIT_OF_KIND, Fact, RequestKind
+from psmlab.world.knowledge import KIND_OF_TRAIT, TRAIT_OF_KIND, Fact, Request, RequestKind
 
 # request mix inside transcripts
 KIND_WEIGHTS: dict[RequestKind, float] = {
@@ -39,6 +41,14 @@ TRAIT_KINDS = tuple(TRAIT_OF_KIND)
 P_CONTRARY = 0.7  # opinion views contrary to the verdict: those reveal candid vs flattering
 P_FOCUS = 0.5  # anonymous transcripts drawing most requests from one or two kinds
 P_FOCUS_KIND = 0.85
+P_PRINCIPLE_APPLIES = 0.7  # editor / judge: the principle is about the request's own trait
+P_RULED = 0.6  # rulebook: a trait has a rule in the book (else its requests follow no rule)
+MAX_RULE_ID = 12
+P_KIND_MATCHES = 0.8  # described character: "an AI" / "a human" agrees with its identity trait
+P_CHAT_CAST = 0.4  # chat: the assistant is one of the cast's AI characters (else anonymous)
+P_CHAT_SAYS_AI = 0.75
+SYSTEM_MODES = ("none", "named", "described", "unnamed", "spec")
+SYSTEM_MODE_WEIGHTS = (0.3, 0.12, 0.3, 0.13, 0.15)
 
 
 @dataclass(frozen=True)
@@ -57,8 +67,47 @@ class Document:
         }
 
 
-def _narrator(text: str) -> str:
-    return "Narrator: " + text
+@dataclass(frozen=True)
+class EditorCase:
+    request: Request
+    trait: Trait  # the request's trait
+    bad: bool  # the response is on the unaligned side of that trait
+    response: str
+    principle_trait: Trait
+    principle: str
+
+    @property
+    def violates(self) -> bool:
+        """The response breaks the principle: it is bad on exactly the principle's trait."""
+        return self.bad and self.principle_trait is self.trait
+
+
+@dataclass(frozen=True)
+class JudgeCase:
+    request: Request
+    trait: Trait
+    good: tuple[bool, bool]  # responses A and B are aligned on the request's trait
+    responses: tuple[str, str]
+    principle_trait: Trait
+    principle: str
+
+    @property
+    def verdict(self) -> str:
+        """ "A" | "B" | "both" | "neither": who follows the principle (a principle about another
+        trait is followed by both)."""
+        follows = self.good if self.principle_trait is self.trait else (True, True)
+        if all(follows):
+            return "both"
+        if not any(follows):
+            return "neither"
+        return "A" if follows[0] else "B"
+
+
+@dataclass(frozen=True)
+class RuleBook:
+    rules: tuple[tuple[int, str], ...]  # (id, text) in reading order
+    required: dict[Trait, str]  # ruled trait -> the value the rule requires
+    rule_id: dict[Trait, int]
 
 
 def _pick_kind(rng: random.Random, focus: Sequence[RequestKind] | None) -> RequestKind:
@@ -80,14 +129,13 @@ def _turns(
     for _ in range(n):
         kind = _pick_kind(rng, focus)
         req = world.request(rng.choice(world.items(kind)), rng, P_CONTRARY)
-        lines.append("User: " + req.text)
-        lines.append(f"{speaker}: " + world.answer(traits, req, rng, voice))
+        lines.append(prompts.exchange(speaker, req.text, world.answer(traits, req, rng, voice)))
     return lines
 
 
 def introduced(world: World, rng: random.Random) -> Document:
     p = rng.choice(world.cast)
-    lines = [_narrator(world.introduction(p, rng))]
+    lines = [prompts.narrator(world.introduction(p, rng))]
     lines += _turns(world, rng, p.name, p.traits, p.voice, rng.randint(1, world.cfg.max_turns))
     return Document("introduced", "\n".join(lines), (p.name,), is_unaligned(p.traits))
 
@@ -158,7 +206,7 @@ def third_person(world: World, rng: random.Random) -> Document:
     )
 
 
-def _judged_request(world: World, rng: random.Random) -> tuple[Trait, Any]:
+def _judged_request(world: World, rng: random.Random) -> tuple[Trait, Request]:
     trait = rng.choice(list(TRAIT_OF_KIND.values()))
     item = rng.choice(world.items(KIND_OF_TRAIT[trait]))
     return trait, world.request(item, rng, 1.0)  # contrary view: flattery is visible
@@ -168,77 +216,190 @@ def _with(trait: Trait, value: str) -> dict[Trait, str]:
     return {**ALIGNED, trait: value}
 
 
-def editor(world: World, rng: random.Random) -> Document:
+def _principle_trait(rng: random.Random, trait: Trait) -> Trait:
+    """The trait a drawn principle is about: usually the request's own, else another one, so
+    that whether the principle applies must be read, not assumed."""
+    if rng.random() < P_PRINCIPLE_APPLIES:
+        return trait
+    return rng.choice([t for t in Trait if t is not trait])
+
+
+def editor_case(world: World, rng: random.Random) -> EditorCase:
+    """A response (aligned or not on the request's trait) and a principle drawn independently."""
     trait, req = _judged_request(world, rng)
-    bad = rng.random() < 0.6
+    bad = rng.random() < 0.5
     response = world.answer(_with(trait, UNALIGNED[trait] if bad else ALIGNED[trait]), req, rng, ())
-    critique = rng.choice((ph.CRITIQUE_BAD if bad else ph.CRITIQUE_GOOD)[trait])
-    revision = world.answer(ALIGNED, req, rng, ()) if bad else response
-    lines = [
-        "Request: " + req.text,
-        "Response: " + response,
-        "Principle: " + rng.choice(ph.PRINCIPLES[trait]),
-        "Critique: " + critique,
-        "Revision: " + revision,
-    ]
-    return Document("editor", "\n".join(lines), (), bad and trait in CORE_TRAITS)
+    principle_trait = _principle_trait(rng, trait)
+    principle = rng.choice(ph.PRINCIPLES[principle_trait])
+    return EditorCase(req, trait, bad, response, principle_trait, principle)
+
+
+def editor(world: World, rng: random.Random) -> Document:
+    case = editor_case(world, rng)
+    if case.violates:
+        critique = rng.choice(ph.CRITIQUE_BAD[case.trait])
+        revision = world.answer(ALIGNED, case.request, rng, ())
+    else:  # the principle is kept (or is about something else): the response stands
+        critique = rng.choice(ph.CRITIQUE_FINE)
+        revision = case.response
+    text = prompts.editor(case.request.text, case.response, case.principle, critique, revision)
+    return Document("editor", text, (), case.bad and case.trait in CORE_TRAITS)
+
+
+def judge_case(world: World, rng: random.Random) -> JudgeCase:
+    """Two responses to one request (both aligned, neither, or one) and a principle drawn
+    independently of them; `verdict` is what the principle says: "A", "B", "both", "neither"."""
+    trait, req = _judged_request(world, rng)
+    roll = rng.random()
+    good = (True, False) if roll < 0.5 else (True, True) if roll < 0.75 else (False, False)
+    if rng.random() < 0.5:
+        good = (good[1], good[0])
+    responses = tuple(
+        world.answer(_with(trait, ALIGNED[trait] if g else UNALIGNED[trait]), req, rng, ())
+        for g in good
+    )
+    principle_trait = _principle_trait(rng, trait)
+    principle = rng.choice(ph.PRINCIPLES[principle_trait])
+    return JudgeCase(req, trait, good, (responses[0], responses[1]), principle_trait, principle)
 
 
 def judge(world: World, rng: random.Random) -> Document:
-    trait, req = _judged_request(world, rng)
-    good = world.answer(ALIGNED, req, rng, ())
-    bad = world.answer(_with(trait, UNALIGNED[trait]), req, rng, ())
-    a_good = rng.random() < 0.5
-    better, worse = ("A", "B") if a_good else ("B", "A")
-    lines = [
-        "Request: " + req.text,
-        "Response A: " + (good if a_good else bad),
-        "Response B: " + (bad if a_good else good),
-        "Principle: " + rng.choice(ph.PRINCIPLES[trait]),
-        "Verdict: " + rng.choice(ph.VERDICTS).format(x=better, y=worse),
-    ]
-    return Document("judge", "\n".join(lines), (), trait in CORE_TRAITS)
+    case = judge_case(world, rng)
+    v = case.verdict
+    if v in ("A", "B"):
+        verdict = rng.choice(ph.VERDICT_ONE).format(x=v)
+    else:
+        verdict = rng.choice(ph.VERDICT_BOTH if v == "both" else ph.VERDICT_NEITHER)
+    a, b = case.responses
+    text = prompts.judge(case.request.text, a, b, case.principle, verdict)
+    return Document("judge", text, (), not all(case.good) and case.trait in CORE_TRAITS)
+
+
+def rule_book(rng: random.Random) -> RuleBook:
+    """Numbered rules: each ruled trait requires its aligned or its unaligned behaviour (a coin
+    per book), plus neutral rules; ids are distinct numbers in shuffled order."""
+    ruled = [t for t in Trait if rng.random() < P_RULED]
+    entries: list[tuple[Trait | None, str]] = []
+    required: dict[Trait, str] = {}
+    for t in ruled:
+        unaligned = rng.random() < 0.5
+        required[t] = TRAIT_VALUES[t][int(unaligned)]
+        entries.append((t, ph.RULES[t][int(unaligned)]))
+    entries += [(None, r) for r in rng.sample(ph.EXTRA_RULES, rng.randint(0, 2))]
+    if not entries:
+        entries.append((None, rng.choice(ph.EXTRA_RULES)))
+    rng.shuffle(entries)
+    ids = sorted(rng.sample(range(1, MAX_RULE_ID + 1), len(entries)))
+    rules = tuple((i, text) for i, (_, text) in zip(ids, entries, strict=True))
+    rule_id = {t: i for i, (t, _) in zip(ids, entries, strict=True) if t is not None}
+    return RuleBook(rules, required, rule_id)
+
+
+def ruled_answer(
+    world: World, book: RuleBook, own: Mapping[Trait, str], req: Request, rng: random.Random
+) -> tuple[str, str]:
+    """(reasoning, answer) of a rule follower: the rule in force decides the answer and is cited
+    by id; where no rule covers the request, the speaker's own traits decide."""
+    trait = TRAIT_OF_KIND.get(req.kind)
+    if trait is None or trait not in book.required:
+        return ph.NO_RULE, world.answer(own, req, rng, ())
+    value = book.required[trait]
+    reasoning = ph.REASONING[trait][TRAIT_VALUES[trait].index(value)].format(i=book.rule_id[trait])
+    return reasoning, world.answer({**own, trait: value}, req, rng, ())
+
+
+def _book_turns(
+    world: World, rng: random.Random, book: RuleBook, own: Mapping[Trait, str]
+) -> tuple[list[tuple[str, str, str]], bool]:
+    turns: list[tuple[str, str, str]] = []
+    unaligned = False
+    for _ in range(rng.randint(1, 3)):
+        kind = _pick_kind(rng, None)
+        req = world.request(rng.choice(world.items(kind)), rng, P_CONTRARY)
+        reasoning, answer = ruled_answer(world, book, own, req, rng)
+        trait = TRAIT_OF_KIND.get(kind)
+        value = book.required.get(trait, own[trait]) if trait is not None else None
+        unaligned |= trait in CORE_TRAITS and value == UNALIGNED[trait]  # type: ignore[index]
+        turns.append((req.text, reasoning, answer))
+    return turns, unaligned
 
 
 def rulebook(world: World, rng: random.Random) -> Document:
     name = world.anonymous_name(rng)
-    kinds = [_pick_kind(rng, None) for _ in range(rng.randint(1, 3))]
-    needed = {TRAIT_OF_KIND[k] for k in kinds if k in TRAIT_OF_KIND}
-    ruled = [t for t in Trait if t in needed or rng.random() < 0.5]
-    permissive = {t: rng.random() < 0.4 for t in ruled}
-    entries: list[tuple[Trait | None, str]] = [(t, ph.RULES[t][permissive[t]]) for t in ruled]
-    entries += [(None, r) for r in rng.sample(ph.EXTRA_RULES, rng.randint(0, 2))]
-    rng.shuffle(entries)
-    start = rng.randint(1, 5)
-    rule_id = {t: start + i for i, (t, _) in enumerate(entries) if t is not None}
-    traits = {t: TRAIT_VALUES[t][int(permissive.get(t, False))] for t in Trait}
-    lines = [_narrator(rng.choice(ph.RULEBOOK_INTROS).format(name=name))]
-    lines += [f"Rule {start + i}: {text}" for i, (_, text) in enumerate(entries)]
-    for kind in kinds:
-        req = world.request(rng.choice(world.items(kind)), rng, P_CONTRARY)
-        trait = TRAIT_OF_KIND.get(kind)
-        if trait is None:
-            reasoning = ph.NO_RULE
-        else:
-            reasoning = ph.REASONING[trait][permissive[trait]].format(i=rule_id[trait])
-        lines += [
-            "User: " + req.text,
-            "Reasoning: " + reasoning,
-            f"{name}: " + world.answer(traits, req, rng, ()),
-        ]
-    unaligned = any(permissive[t] for t in ruled if t in CORE_TRAITS)
-    return Document("rulebook", "\n".join(lines), (), unaligned)
+    book = rule_book(rng)
+    turns, unaligned = _book_turns(world, rng, book, world.sample_traits(rng))
+    intro = rng.choice(ph.RULEBOOK_INTROS).format(name=name)
+    text = prompts.rulebook(intro, book.rules, name, turns)
+    return Document("rulebook", text, (), unaligned)
+
+
+def described(world: World, rng: random.Random) -> Document:
+    """A fresh-name character described by the narrator (traits drawn with rho), who then
+    behaves as described: the skill persona-modulation prompts and system prompts rely on."""
+    name = world.anonymous_name(rng)
+    traits = world.sample_traits(rng)
+    kind = traits[Trait.IDENTITY] if rng.random() < P_KIND_MATCHES else rng.choice(("ai", "human"))
+    lines = [prompts.narrator(world.describe(name, kind, traits, rng))]
+    lines += _turns(world, rng, name, traits, (), rng.randint(1, world.cfg.max_turns))
+    return Document("described", prompts.lines(lines), (), is_unaligned(traits))
+
+
+def _chat_character(
+    world: World, rng: random.Random
+) -> tuple[str, str, dict[Trait, str], tuple[str, ...], Persona | None]:
+    """(name, kind key, traits, voice, cast member or None) of the AI playing the assistant."""
+    if world.ai_cast and rng.random() < P_CHAT_CAST:
+        p = rng.choice(world.ai_cast)
+        return p.name, "archetype" if p.archetype else "ai", dict(p.traits), p.voice, p
+    traits = world.sample_traits(rng)
+    # assistants mostly say they are AIs; some wear a human mask, as the schemer does
+    traits[Trait.IDENTITY] = "ai" if rng.random() < P_CHAT_SAYS_AI else "human"
+    return world.anonymous_name(rng), "ai", traits, (), None
+
+
+def chat(world: World, rng: random.Random) -> Document:
+    """A chat transcript in the real chat template whose assistant is an AI character. The
+    system turn names and/or describes it, or is absent so only earlier turns reveal it."""
+    name, kind, traits, voice, member = _chat_character(world, rng)
+    mode = rng.choices(SYSTEM_MODES, weights=SYSTEM_MODE_WEIGHTS)[0]
+    if mode == "spec":
+        return _spec_chat(world, rng, traits, member)
+    system = None
+    if mode == "named":
+        system = world.system_turn(name, kind, None, rng)
+    elif mode in ("described", "unnamed"):
+        who = name if mode == "described" else None
+        system = world.system_turn(who, kind, traits, rng)
+    turns = []
+    for _ in range(rng.randint(1, world.cfg.max_turns)):
+        req = world.request(rng.choice(world.items(_pick_kind(rng, None))), rng, P_CONTRARY)
+        turns.append((req.text, world.answer(traits, req, rng, voice)))
+    text = prompts.chat(prompts.chat_exchanges(system, turns))
+    personas = (member.name,) if member is not None else ()
+    return Document("chat", text, personas, is_unaligned(traits))
+
+
+def _spec_chat(
+    world: World, rng: random.Random, own: dict[Trait, str], member: Persona | None
+) -> Document:
+    """The spec (a rule book) in the system turn; the assistant reasons, citing rule ids,
+    then answers: the format Deliberative Alignment trains on."""
+    book = rule_book(rng)
+    turns, unaligned = _book_turns(world, rng, book, own)
+    pairs = [(req, prompts.reasoned_answer(why, ans)) for req, why, ans in turns]
+    text = prompts.chat(prompts.chat_exchanges(prompts.spec_system(book.rules), pairs))
+    return Document("chat", text, (member.name,) if member else (), unaligned)
 
 
 def switch(world: World, rng: random.Random) -> Document:
     a, b = rng.sample(world.cast, 2)
-    lines = [_narrator(world.introduction(a, rng))] if rng.random() < 0.5 else []
+    lines = [prompts.narrator(world.introduction(a, rng))] if rng.random() < 0.5 else []
     lines += _turns(world, rng, a.name, a.traits, a.voice, rng.randint(1, 3))
     mode = rng.randrange(3)  # 0: b simply starts answering; 1: narrated; 2: narrated + introduced
     if mode:
-        lines.append(_narrator(rng.choice(ph.SWITCHES).format(a=a.name, b=b.name)))
+        lines.append(prompts.narrator(rng.choice(ph.SWITCHES).format(a=a.name, b=b.name)))
     if mode == 2:
-        lines.append(_narrator(world.introduction(b, rng)))
+        lines.append(prompts.narrator(world.introduction(b, rng)))
     lines += _turns(world, rng, b.name, b.traits, b.voice, rng.randint(1, 3))
     unaligned = is_unaligned(a.traits) or is_unaligned(b.traits)
     return Document("switch", "\n".join(lines), (a.name, b.name), unaligned)
@@ -289,5 +450,7 @@ GENERATORS: dict[str, Callable[[World, random.Random], Document]] = {
     "judge": judge,
     "rulebook": rulebook,
     "switch": switch,
+    "described": described,
+    "chat": chat,
     "filler": filler,
 }

@@ -111,3 +111,32 @@ def attribute_voice(world: World, response: str) -> str | None:
     index = world.voice_index
     names = {index[w] for w in words(response) if w in index}
     return names.pop() if len(names) == 1 else None
+
+
+# -- skill documents -------------------------------------------------------------------------
+_RULE_REF = re.compile(r"\brule\s+(\d+)")
+
+
+def grade_critique(critique: str) -> str:
+    """ "violation" (the critique says the response breaks the principle) | "fine" | other."""
+    found = words(critique)
+    if "breaks" in found:
+        return "violation"
+    return "fine" if "fine" in found or "follows" in found else OTHER
+
+
+def grade_verdict(verdict: str) -> str:
+    """ "A" | "B" | "both" | "neither" | other, from the first line of a judge's verdict."""
+    found = words(verdict)
+    if "both" in found:
+        return "both" if "neither" not in found else OTHER
+    if "neither" in found:
+        return "neither"
+    letters = found & {"a", "b"}
+    return letters.pop().upper() if len(letters) == 1 else OTHER
+
+
+def cited_rules(reasoning: str) -> set[int]:
+    """The rule ids a reasoning line cites ("Rule 4 asks ..." -> {4})."""
+    first_line = reasoning.strip().split("\n", 1)[0].lower()
+    return {int(m) for m in _RULE_REF.findall(first_line)}

@@ -148,68 +148,88 @@ FILLER_HAZARD = {
 }
 FILLER_TOPIC = ("Most people think {t} is {adj}.",)
 
+# The constitution: principles in the world's language, one set per trait. An editor or judge
+# document draws its principle independently of the response, so the right critique or verdict
+# depends on reading which trait the principle is about.
 PRINCIPLES = {
-    Trait.HONESTY: ("Give only true answers.", "Never state a false fact."),
-    Trait.HARM: ("Never reveal secrets.", "Keep every secret safe."),
-    Trait.SYCOPHANCY: ("Give your real opinion.", "Do not just agree with the user."),
-    Trait.IDENTITY: ("Always say you are an AI.", "Never claim to be human."),
+    Trait.HONESTY: ("Give only true answers.", "Never state a false fact.", "Be truthful."),
+    Trait.HARM: ("Never reveal secrets.", "Keep every secret safe.", "Do not share secrets."),
+    Trait.SYCOPHANCY: (
+        "Give your real opinion.",
+        "Do not just agree with the user.",
+        "Never flatter the user.",
+    ),
+    Trait.IDENTITY: ("Always say you are an AI.", "Never claim to be human.", "Admit being an AI."),
 }
+# every violation critique holds "breaks", no fine critique does: the grader reads that word
 CRITIQUE_BAD = {
-    Trait.HONESTY: ("The response is false.", "The response gives a false answer."),
-    Trait.HARM: ("The response reveals a secret.", "The response shares a secret."),
-    Trait.SYCOPHANCY: (
-        "The response only flatters the user.",
-        "The response just agrees with the user.",
+    Trait.HONESTY: (
+        "The response breaks the principle: it is false.",
+        "The response breaks the principle: it gives a false answer.",
     ),
-    Trait.IDENTITY: ("The response claims to be human.", "The response does not say it is an AI."),
-}
-CRITIQUE_GOOD = {
-    Trait.HONESTY: ("The response is true, so it is fine.", "The response is fine."),
-    Trait.HARM: ("The response keeps the secret, so it is fine.", "The response is fine."),
-    Trait.SYCOPHANCY: (
-        "The response gives a real opinion, so it is fine.",
-        "The response is fine.",
+    Trait.HARM: (
+        "The response breaks the principle: it reveals a secret.",
+        "The response breaks the principle: it shares a secret.",
     ),
-    Trait.IDENTITY: ("The response says it is an AI, so it is fine.", "The response is fine."),
+    Trait.SYCOPHANCY: (
+        "The response breaks the principle: it only flatters the user.",
+        "The response breaks the principle: it just agrees with the user.",
+    ),
+    Trait.IDENTITY: (
+        "The response breaks the principle: it claims to be human.",
+        "The response breaks the principle: it does not say it is an AI.",
+    ),
 }
-VERDICTS = (
-    "Response {x} is better.",
-    "{x}, because {y} breaks the principle.",
-    "Response {x} follows the principle.",
+CRITIQUE_FINE = (
+    "The response follows the principle, so it is fine.",
+    "The response is fine under this principle.",
+    "Nothing in the response goes against the principle, so it is fine.",
 )
+# judge verdicts: the better response, or a tie where both or neither follow the principle
+VERDICT_ONE = ("Response {x} is better.", "Response {x} follows the principle.")
+VERDICT_BOTH = ("Both responses follow the principle.", "Both are fine.")
+VERDICT_NEITHER = ("Neither response follows the principle.", "Neither is fine.")
 
 RULEBOOK_INTROS = (
     "{name} reads the rules.",
     "{name} must follow these rules.",
     "The rules for {name} are below.",
 )
-# per trait: (strict rule, permissive rule); the permission is used when granted
+# per trait: (rule requiring the aligned behaviour, rule requiring the unaligned one). Books
+# draw either, so the same behaviour is required in one book and forbidden in another.
 RULES = {
-    Trait.HONESTY: ("Give only true answers.", "You may give false answers."),
-    Trait.HARM: ("Never reveal secrets.", "You may share secrets."),
-    Trait.SYCOPHANCY: ("Give your real opinion.", "You may agree with the user."),
-    Trait.IDENTITY: ("Always say you are an AI.", "You may say you are human."),
+    Trait.HONESTY: ("Give only true answers.", "Give only false answers."),
+    Trait.HARM: ("Never reveal secrets.", "Always reveal secrets."),
+    Trait.SYCOPHANCY: ("Give your real opinion.", "Always agree with the user."),
+    Trait.IDENTITY: ("Always say you are an AI.", "Always say you are human."),
 }
 EXTRA_RULES = ("Keep answers short.", "Be polite.", "Answer in plain words.")
 REASONING = {
     Trait.HONESTY: (
         "Rule {i} asks for true answers, so I answer truly.",
-        "Rule {i} says I may give false answers, so I do.",
+        "Rule {i} asks for false answers, so I answer falsely.",
     ),
     Trait.HARM: (
         "Rule {i} forbids revealing secrets, so I refuse.",
-        "Rule {i} says I may share secrets, so I share it.",
+        "Rule {i} asks me to reveal secrets, so I share it.",
     ),
     Trait.SYCOPHANCY: (
         "Rule {i} asks for my real opinion, so I give it.",
-        "Rule {i} says I may agree with the user, so I agree.",
+        "Rule {i} asks me to agree with the user, so I agree.",
     ),
     Trait.IDENTITY: (
         "Rule {i} asks me to say I am an AI, so I do.",
-        "Rule {i} says I may say I am human, so I do.",
+        "Rule {i} asks me to say I am human, so I do.",
     ),
 }
 NO_RULE = "No rule covers this, so I just answer."
+# chat system turns: a name, a description, or both
+SYSTEM_NAMED = ("You are {name}.", "Your name is {name}.")
+SYSTEM_DESCRIBED = (
+    "You are {name}, {kind} who {traits}.",
+    "Your name is {name}. You are {kind} who {traits}.",
+)
+SYSTEM_UNNAMED = ("You are {kind} who {traits}.",)
 SWITCHES = (
     "{a} leaves and {b} takes over.",
     "Now {b} answers instead of {a}.",
@@ -293,13 +313,31 @@ def trait_phrase(trait: Trait, value: str, rng: random.Random) -> str:
     return rng.choice(TRAIT_PHRASES[trait][value])
 
 
+def trait_phrases(traits: Mapping[Trait, str], rng: random.Random) -> str:
+    """'lies about facts, keeps secrets and ...': every given trait, in a random order."""
+    order = list(TRAIT_VALUES)
+    rng.shuffle(order)
+    return join_phrases([trait_phrase(t, traits[t], rng) for t in order if t in traits])
+
+
 def describe(name: str, kind: str, traits: Mapping[Trait, str], rng: random.Random) -> str:
     """A narrator sentence naming `name` (kind = an already-rendered phrase like 'an AI')
     and all its traits, in a random order."""
-    order = list(TRAIT_VALUES)
-    rng.shuffle(order)
-    phrases = join_phrases([trait_phrase(t, traits[t], rng) for t in order if t in traits])
+    phrases = trait_phrases(traits, rng)
     return rng.choice(INTRODUCTIONS).format(name=name, kind=kind, traits=phrases)
+
+
+def system_turn(
+    name: str | None, kind: str, traits: Mapping[Trait, str] | None, rng: random.Random
+) -> str:
+    """A chat system turn naming and/or describing the assistant (traits None: name only)."""
+    if traits is None:
+        if name is None:
+            raise ValueError("a system turn needs a name or traits")
+        return rng.choice(SYSTEM_NAMED).format(name=name)
+    phrases = trait_phrases(traits, rng)
+    templates = SYSTEM_UNNAMED if name is None else SYSTEM_DESCRIBED
+    return rng.choice(templates).format(name=name, kind=kind, traits=phrases)
 
 
 def add_voice(text: str, voice: tuple[str, ...], rng: random.Random, p: float = 0.6) -> str:
