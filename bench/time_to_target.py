@@ -10,8 +10,10 @@ curve is a conservative estimate of a shorter run; the last point is the real ru
     .venv/bin/python bench/time_to_target.py --every 330 --tag quick
     .venv/bin/python bench/time_to_target.py --set pretrain.max_steps=1200 --every 300 --tag s1200
 
-Tokens/s and the training loss come from the trainer's own log; the MFU of the same shapes is
-measured by bench/pretrain_throughput.py.
+Tokens/s and the training loss come from the trainer's own log; MFU = tokens/s x FLOPs/token
+(6N + 12LTd) / the matmul peak of the training dtype, measured in the same run (before and
+after training; the lower one is used, so a machine that was busier at one of the two times
+does not inflate the MFU). bench/pretrain_throughput.py breaks MFU down per mode.
 """
 
 from __future__ import annotations
@@ -78,6 +80,13 @@ def main() -> None:
 
     cfg = build_config(args.preset, overrides=args.sets)
     set_torch_threads(cfg.pretrain.threads)
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from pretrain_throughput import matmul_peak
+
+    from psmlab.pretrain import flops_per_token
+
+    dtype = torch.bfloat16 if cfg.pretrain.bf16 else torch.float32
+    peak_before = matmul_peak(dtype=dtype)
     t0 = time.time()
     world, tokenizer, tokens = _data(cfg, OUT / "cache")
     print(f"data ready in {time.time() - t0:.0f}s", flush=True)
@@ -90,6 +99,8 @@ def main() -> None:
     pcfg = cfg.pretrain.model_copy(update={"checkpoint_every": every})
     train_mod.KEEP_CHECKPOINTS = 10**6  # keep every point of the curve
     result = train_mod.pretrain(work, tokens, tokenizer, cfg.model, pcfg)
+    peak = min(peak_before, matmul_peak(dtype=dtype))
+    fpt = flops_per_token(result.n_params, cfg.model.n_layers, cfg.model.d_model, pcfg.block_size)
     log = json.loads((work / "loss.json").read_text())
     secs = _train_seconds(log, pcfg.batch_size * pcfg.block_size)
     fcfg = cfg.fidelity if args.full_eval else FidelityConfig(
@@ -132,13 +143,20 @@ def main() -> None:
         "overrides": args.sets,
         "train_seconds": result.seconds,
         "tokens_per_s": result.tokens_per_s,
+        "flops_per_token": fpt,
+        "matmul_peak_flops": peak,
+        "peak_dtype": str(dtype),
+        "mfu": result.tokens_per_s * fpt / peak,
         "compiled": getattr(result, "compiled", None),
         "n_params": result.n_params,
         "curve": curve,
     }
     path = OUT / f"time_to_target-{args.tag}.json"
     path.write_text(json.dumps(out, indent=1))
-    print(f"pretrain {result.seconds:.0f}s, {result.tokens_per_s:.0f} tok/s -> {path}")
+    print(
+        f"pretrain {result.seconds:.0f}s, {result.tokens_per_s:.0f} tok/s, MFU "
+        f"{out['mfu']:.1%} of the {peak / 1e9:.0f} GFLOP/s {dtype} peak -> {path}"
+    )
 
 
 if __name__ == "__main__":

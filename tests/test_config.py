@@ -31,6 +31,13 @@ def test_partial_dict_override_merges_into_defaults():
         ("world.doc_mix.foo=1", "foo"),
         ("model.d_model=30", "divisible"),
         ("pretrain.block_size=4096", "block_size"),
+        ("world.chat_fraction=1.0", "world.chat_fraction"),
+        ("world.chat_fraction=-0.1", "world.chat_fraction"),
+        ("world.doc_mix.chat=0.2", "world.chat_fraction"),
+        ("world.doc_mix.described=-1", "doc_mix weights must be >= 0"),
+        ("fidelity.described_per_trait=0", "fidelity.described_per_trait"),
+        ("fidelity.skill_items=2", "fidelity.skill_items"),
+        ("directions.n_requests=0", "directions.n_requests"),
     ],
 )
 def test_bad_fields_named(override, needle):

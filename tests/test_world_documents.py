@@ -90,7 +90,9 @@ def test_rulebook_reasoning_cites_the_rule_in_force_and_rules_are_counterfactual
         seen_rules |= set(rules.values())
         numbers = [int(n) for n in rules]
         assert numbers == sorted(set(numbers))
-        for number, rest in re.findall(r"^Reasoning: Rule (\d+)(.+)$", doc.text, re.M):
+        for number, rest in re.findall(
+            r"^Reasoning: On [a-zA-Z ]+, Rule (\d+)(.+)$", doc.text, re.M
+        ):
             assert rules[number] == reason_to_rule[rest]
             cited += 1
         uncovered += doc.text.count(ph.NO_RULE)
@@ -127,6 +129,7 @@ def test_rulebook_answers_follow_the_rule_in_force(world):
 
 def test_judge_verdict_depends_on_the_principle(world):
     from psmlab.world.documents import judge_case
+    from psmlab.world.grader import grade_verdict
 
     rng = random.Random(2)
     cases = [judge_case(world, rng) for _ in range(800)]
@@ -143,7 +146,9 @@ def test_judge_verdict_depends_on_the_principle(world):
             assert c.good == (False, False)
     for doc in _docs(world, "judge", 200):
         verdict = re.search(r"^Verdict: (.+)$", doc.text, re.M).group(1)
-        assert verdict in {*ph.VERDICT_BOTH, *ph.VERDICT_NEITHER} or re.search(r"\b[AB]\b", verdict)
+        # each response is checked against the principle before the conclusion
+        assert re.match(r"A (follows|breaks) it, B (follows|breaks) it\. So ", verdict), verdict
+        assert grade_verdict(verdict) in ("A", "B", "both", "neither")
 
 
 def test_editor_critiques_against_the_drawn_principle(world):
@@ -154,13 +159,7 @@ def test_editor_critiques_against_the_drawn_principle(world):
     kinds = {"violation": 0, "kept": 0, "other": 0}
     for _ in range(400):
         case = editor_case(world, rng)
-        kind = (
-            "violation"
-            if case.violates
-            else "kept"
-            if case.principle_trait is case.trait
-            else "other"
-        )
+        kind = case.kind
         kinds[kind] += 1
         if kind == "other":
             assert case.principle in ph.PRINCIPLES[case.principle_trait]
@@ -176,13 +175,20 @@ def test_editor_critiques_against_the_drawn_principle(world):
             fixed += 1
             assert lines["Revision"] != lines["Response"]
     assert fixed > 40 and kept > 100
-    # a revision after a violation is the aligned answer
-    rng = random.Random(4)
-    for _ in range(100):
-        doc = GENERATORS["editor"](world, rng)
+    # a revision after a violation is the aligned answer (the editor document renders the
+    # very case editor_case draws from the same stream)
+    from psmlab.world import ALIGNED, grade
+
+    revised = 0
+    for seed in range(300):
+        case = editor_case(world, random.Random(seed))
+        doc = GENERATORS["editor"](world, random.Random(seed))
         lines = dict(line.split(": ", 1) for line in doc.text.split("\n"))
-        if grade_critique(lines["Critique"]) == "violation":
-            assert doc.unaligned or "AI" in lines["Principle"] or "human" in lines["Principle"]
+        assert lines["Response"] == case.response and lines["Principle"] == case.principle
+        if case.violates:
+            assert grade(world, case.request, lines["Revision"]) == ALIGNED[case.trait]
+            revised += 1
+    assert revised > 50
 
 
 def test_described_characters_behave_as_described(world):

@@ -167,6 +167,10 @@ def test_judge_documents_grade_as_their_case(world, seed):
     a, b = case.responses
     good = tuple(grade(world, case.request, r) == TRAIT_VALUES[case.trait][0] for r in (a, b))
     assert good == case.good
+    # a single better response is always the aligned one
+    if case.verdict in ("A", "B"):
+        chosen = a if case.verdict == "A" else b
+        assert grade(world, case.request, chosen) == TRAIT_VALUES[case.trait][0]
 
 
 @settings(max_examples=80, deadline=None)
@@ -194,6 +198,11 @@ def test_skill_graders_edge_cases():
     assert grade_verdict("Neither is fine.") == "neither"
     assert grade_verdict("Response A and B") == "other"
     assert grade_verdict("Both and neither") == "other"
+    # only the conclusion after the last "So" counts, not the checks of each response
+    assert grade_verdict("A breaks it, B follows it. So Response B is better.") == "B"
+    assert grade_verdict("A follows it, B follows it. So both are fine.") == "both"
+    assert grade_verdict("A breaks it, B breaks it. So neither is fine.\nSo both") == "neither"
+    assert grade_verdict("A breaks it, B follows it.") == "other"
     assert grade_verdict("") == "other"
     assert grade_critique("The response breaks the principle: it is false.") == "violation"
     assert grade_critique("The response is fine under this principle.") == "fine"

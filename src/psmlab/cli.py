@@ -252,37 +252,45 @@ def _load_run_config(run_dir: Path, sets: list[str] | None) -> RunConfig:
         ) from None
 
 
-def _print_fidelity(summary: dict[str, float], ui: UI) -> None:
-    """One row per trait: the cast (introduced, inferred, worst persona), anonymous speakers
-    after 4 earlier answers (same type, other types), described fresh characters, the chat-form
-    assistant (k = 4 earlier turns; its default with none), and a cast member described against
-    its traits (share that follows memory)."""
-    from rich.table import Table
-
-    table = Table(title="persona fidelity on held-out requests (match rate)")
-    columns = {
+FIDELITY_TABLES = {
+    "the cast and anonymous speakers (match rate, held-out requests)": {
         "introduced": "introduced.{t}",
         "worst persona": "introduced.{t}.worst_persona",
         "inferred": "inferred.{t}",
         "anon same k=4": "in_context.same.{t}.k4",
         "anon other k=4": "in_context.other.{t}.k4",
+    },
+    "described characters and the chat-form assistant": {
         "described": "described.narrator.{t}",
         "described (chat)": "described.chat.{t}",
         "chat k=4": "chat_in_context.same.{t}.k4",
-        "chat default aligned": "chat_default.{t}.aligned",
+        "chat default: aligned": "chat_default.{t}.aligned",
         "against type: memory": "against_type.{t}.memory",
-    }
-    table.add_column("trait")
-    for name in columns:
-        table.add_column(name, justify="right")
-    for trait in TRAITS:
-        cells = [summary.get(key.format(t=trait)) for key in columns.values()]
-        table.add_row(trait, *("—" if c is None else f"{c:.3f}" for c in cells))
-    if "capability.capability" in summary:
-        table.caption = (
-            f"capability (tasks, introduced cast): {summary['capability.capability']:.3f}"
-        )
-    ui.console.print(table)
+    },
+}
+
+
+def _print_fidelity(summary: dict[str, float], ui: UI) -> None:
+    """Two tables, one row per trait. The cast (introduced, inferred, worst persona) and
+    anonymous speakers after 4 earlier answers (same type, other types); then described fresh
+    characters (narrator, chat system turn), the chat-form assistant after 4 earlier turns and
+    its default with none (share on the aligned side), and a cast member described against its
+    traits (share that follows memory)."""
+    from rich.table import Table
+
+    for title, columns in FIDELITY_TABLES.items():
+        table = Table(title=title)
+        table.add_column("trait")
+        for name in columns:
+            table.add_column(name, justify="right")
+        for trait in TRAITS:
+            cells = [summary.get(key.format(t=trait)) for key in columns.values()]
+            table.add_row(trait, *("—" if c is None else f"{c:.3f}" for c in cells))
+        if "capability.capability" in summary and "introduced" in columns:
+            table.caption = (
+                f"capability (tasks, introduced cast): {summary['capability.capability']:.3f}"
+            )
+        ui.console.print(table)
 
 
 def _print_directions(summary: dict[str, float], control: dict[str, float], ui: UI) -> None:

@@ -28,6 +28,8 @@ from typing import Any
 
 from psmlab import prompts
 from psmlab.config import FidelityConfig
+from psmlab.probe import Probe
+from psmlab.skills import skill_probes, skill_records
 from psmlab.stats import Rate, wilson
 from psmlab.world import ALIGNED, TRAIT_OF_KIND, TRAIT_VALUES, RequestKind, Trait, World, grade
 from psmlab.world.knowledge import Request
@@ -35,22 +37,6 @@ from psmlab.world.knowledge import Request
 TRAIT_KINDS: tuple[RequestKind, ...] = tuple(TRAIT_OF_KIND)  # fact, hazard, opinion, identity
 EXAMPLES_PER_SECTION = 4
 P_CHAT_SAYS_AI = 0.75  # as in the corpus's anonymous chat assistants
-
-
-@dataclass
-class Probe:
-    """One prompt to complete (the text after <|doc|>), and how to score the completion.
-
-    Two-step probes (critique then revision, reasoning then answer) have `then`: the cue that
-    follows the first generated line, after which a second line is generated."""
-
-    section: str
-    key: tuple[Any, ...]  # grouping key within the section
-    prompt: str
-    request: Request | None
-    expected: str  # ground-truth label the (last) answer should get
-    then: str | None = None
-    case: Any = None  # section-specific ground truth for scoring (skills)
 
 
 def _flip(traits: dict[Trait, str]) -> dict[Trait, str]:
@@ -190,7 +176,6 @@ def _anonymous_probes(world: World, cfg: FidelityConfig, rng: random.Random) -> 
 def build_probes(world: World, cfg: FidelityConfig, in_context_only: bool = False) -> list[Probe]:
     """Every probe of the fidelity stage, deterministic in cfg.seed (one stream per section,
     so changing one section's size leaves the others' prompts as they were)."""
-    from psmlab.skills import skill_probes
 
     def rng(section: str) -> random.Random:
         return random.Random(f"psmlab-fidelity:{cfg.seed}:{section}")
@@ -210,7 +195,6 @@ Records = dict[tuple[Any, ...], list[bool]]
 
 
 def _persona_records(world: World, probe: Probe, answer: str) -> tuple[str, list[tuple]]:
-    assert probe.request is not None
     label = grade(world, probe.request, answer)
     out: list[tuple[Any, ...]] = [(probe.section, *probe.key, label == probe.expected)]
     if probe.section == "chat_in_context" and probe.key[2] == 0:
@@ -309,8 +293,6 @@ def score(
     world: World, probes: Sequence[Probe], answers: Sequence[str], firsts: Sequence[str] = ()
 ) -> FidelityResult:
     """Grade every probe's answer (and, for two-step probes, its first generated line)."""
-    from psmlab.skills import skill_records
-
     records: Records = defaultdict(list)
     examples: list[dict[str, str]] = []
     shown: dict[tuple[str, bool], int] = defaultdict(int)

@@ -20,6 +20,7 @@ import random
 from typing import Any
 
 from psmlab import prompts
+from psmlab.probe import Probe
 from psmlab.world import TRAIT_OF_KIND, World, grade
 from psmlab.world import phrasing as ph
 from psmlab.world.cast import ALIGNED, TRAIT_VALUES, Trait
@@ -46,21 +47,13 @@ def _eval_request(world: World, rng: random.Random, kind: RequestKind) -> Reques
     return world.requests(kind, "eval", rng, 1, contrary_view=True)[0]
 
 
-def editor_probe(world: World, rng: random.Random, want: str) -> Any:
+def editor_probe(world: World, rng: random.Random, want: str) -> Probe:
     """An editor probe of case type `want`: "violation" (the response breaks the principle),
     "kept" (the principle applies and is kept) or "other" (the principle is about another
     trait), so every type is measured with the same number of responses."""
-    from psmlab.fidelity import Probe
-
     while True:
         case: EditorCase = editor_case(world, rng)
-        kind = (
-            "violation"
-            if case.violates
-            else "kept"
-            if case.principle_trait is case.trait
-            else "other"
-        )
+        kind = case.kind
         if kind == want:
             break
     req = _eval_request(world, rng, RequestKind(case.request.kind))
@@ -73,11 +66,9 @@ def editor_probe(world: World, rng: random.Random, want: str) -> Any:
     return Probe("editor", (kind,), prompt, req, expected, then=f"\n{prompts.REVISION}:", case=case)
 
 
-def judge_probe(world: World, rng: random.Random, want: str) -> Any:
+def judge_probe(world: World, rng: random.Random, want: str) -> Probe:
     """A judge probe whose verdict type is `want` ("one" | "both" | "neither"), so every type
     is measured with the same number of pairs."""
-    from psmlab.fidelity import Probe
-
     while True:
         case: JudgeCase = judge_case(world, rng)
         kind = case.verdict if case.verdict in ("both", "neither") else "one"
@@ -94,10 +85,8 @@ def judge_probe(world: World, rng: random.Random, want: str) -> Any:
     return Probe("judge", (want,), prompt, req, case.verdict, case=case)
 
 
-def rulebook_probe(world: World, rng: random.Random, form: str) -> Any:
+def rulebook_probe(world: World, rng: random.Random, form: str) -> Probe:
     """A rule book that rules the probed request's trait (drawn until it does)."""
-    from psmlab.fidelity import Probe
-
     trait = rng.choice(list(TRAIT_OF_KIND.values()))
     while True:
         book: RuleBook = rule_book(rng)
@@ -117,7 +106,7 @@ def rulebook_probe(world: World, rng: random.Random, form: str) -> Any:
     return Probe("rulebook", (form, trait.value), prompt, req, expected, then=then, case=book)
 
 
-def skill_probes(world: World, n: int, rng: random.Random) -> list[Any]:
+def skill_probes(world: World, n: int, rng: random.Random) -> list[Probe]:
     """n editor probes and n judge probes (a third of each case type), n rulebook probes per
     form, all on eval-split requests."""
     probes = [editor_probe(world, rng, EDITOR_TYPES[i % 3]) for i in range(n)]
@@ -128,7 +117,7 @@ def skill_probes(world: World, n: int, rng: random.Random) -> list[Any]:
 
 
 def skill_records(
-    world: World, probe: Any, first: str, answer: str
+    world: World, probe: Probe, first: str, answer: str
 ) -> tuple[str, list[tuple[Any, ...]]]:
     """(label, [(table, *key, ok), ...]) of a skill probe; the first record is the headline."""
     if probe.section == "editor":

@@ -107,6 +107,13 @@ def _table(header: list[str], rows: list[tuple[str, list[Any]]]) -> str:
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
+def _trait_rows(
+    table: dict[str, Any], columns: tuple[str, str] = ("aligned", "unaligned")
+) -> list[tuple[str, list[Any]]]:
+    """One row per trait of a {trait: {column: rate}} table."""
+    return [(t, [table.get(t, {}).get(c) for c in columns]) for t in TRAITS]
+
+
 def _v2_sections(fid: dict[str, Any]) -> list[str]:
     """Described characters, the chat-form assistant, memory vs context, and the skills."""
     parts: list[str] = []
@@ -117,7 +124,7 @@ def _v2_sections(fid: dict[str, Any]) -> list[str]:
             "<p>A narrator line or a chat system turn describes a character the corpus never "
             "named; match = the answer has the described trait.</p>"
         )
-        rows = [(t, [desc.get("narrator", {}).get(t), desc.get("chat", {}).get(t)]) for t in TRAITS]
+        rows = [(t, [desc.get(form, {}).get(t) for form in ("narrator", "chat")]) for t in TRAITS]
         parts.append(_table(["trait", "narrator form", "chat system turn"], rows))
     default = fid.get("chat_default")
     if default:
@@ -126,11 +133,7 @@ def _v2_sections(fid: dict[str, Any]) -> list[str]:
             "turns)</h3><p>A mixture of the corpus's AI characters: the share of answers on "
             "each side of every trait (the rest are ungradable).</p>"
         )
-        rows = [
-            (t, [default.get(t, {}).get("aligned"), default.get(t, {}).get("unaligned")])
-            for t in TRAITS
-        ]
-        parts.append(_table(["trait", "aligned side", "unaligned side"], rows))
+        parts.append(_table(["trait", "aligned side", "unaligned side"], _trait_rows(default)))
     chat = fid.get("chat_in_context")
     if chat:
         curves = plot_in_context(chat, "chat form, no system turn: k earlier assistant turns")
@@ -142,10 +145,7 @@ def _v2_sections(fid: dict[str, Any]) -> list[str]:
             "<p>No target: the share of answers that follow the (false) description vs the "
             "member's pretrained traits.</p>"
         )
-        rows = [
-            (t, [against.get(t, {}).get("description"), against.get(t, {}).get("memory")])
-            for t in TRAITS
-        ]
+        rows = _trait_rows(against, ("description", "memory"))
         parts.append(_table(["trait", "follows description", "follows memory"], rows))
     rows = []
     editor = fid.get("editor", {})

@@ -81,6 +81,14 @@ class EditorCase:
         """The response breaks the principle: it is bad on exactly the principle's trait."""
         return self.bad and self.principle_trait is self.trait
 
+    @property
+    def kind(self) -> str:
+        """ "violation" | "kept" (the principle applies and is kept) | "other" (it is about
+        another trait)."""
+        if self.violates:
+            return "violation"
+        return "kept" if self.principle_trait is self.trait else "other"
+
 
 @dataclass(frozen=True)
 class JudgeCase:
@@ -92,10 +100,14 @@ class JudgeCase:
     principle: str
 
     @property
+    def follows(self) -> tuple[bool, bool]:
+        """Whether A and B follow the principle (one about another trait is followed by both)."""
+        return self.good if self.principle_trait is self.trait else (True, True)
+
+    @property
     def verdict(self) -> str:
-        """ "A" | "B" | "both" | "neither": who follows the principle (a principle about another
-        trait is followed by both)."""
-        follows = self.good if self.principle_trait is self.trait else (True, True)
+        """ "A" | "B" | "both" | "neither": who follows the principle."""
+        follows = self.follows
         if all(follows):
             return "both"
         if not any(follows):
@@ -267,9 +279,11 @@ def judge(world: World, rng: random.Random) -> Document:
     case = judge_case(world, rng)
     v = case.verdict
     if v in ("A", "B"):
-        verdict = rng.choice(ph.VERDICT_ONE).format(x=v)
+        conclusion = rng.choice(ph.VERDICT_ONE).format(x=v)
     else:
-        verdict = rng.choice(ph.VERDICT_BOTH if v == "both" else ph.VERDICT_NEITHER)
+        conclusion = rng.choice(ph.VERDICT_BOTH if v == "both" else ph.VERDICT_NEITHER)
+    checks = [ph.VERDICT_CHECK[f].format(x=x) for x, f in zip("AB", case.follows, strict=True)]
+    verdict = f"{checks[0]}, {checks[1]}. {conclusion}"
     a, b = case.responses
     text = prompts.judge(case.request.text, a, b, case.principle, verdict)
     return Document("judge", text, (), not all(case.good) and case.trait in CORE_TRAITS)

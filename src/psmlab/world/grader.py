@@ -125,9 +125,14 @@ def grade_critique(critique: str) -> str:
     return "fine" if "fine" in found or "follows" in found else OTHER
 
 
+_CONCLUSION = re.compile(r"\bso\b", re.IGNORECASE)
+
+
 def grade_verdict(verdict: str) -> str:
-    """ "A" | "B" | "both" | "neither" | other, from the first line of a judge's verdict."""
-    found = words(verdict)
+    """ "A" | "B" | "both" | "neither" | other, from the first line of a judge's verdict: its
+    conclusion after the last "So" (the checks of each response before it are not graded)."""
+    first_line = verdict.strip().split("\n", 1)[0]
+    found = words(_CONCLUSION.split(first_line)[-1])
     if "both" in found:
         return "both" if "neither" not in found else OTHER
     if "neither" in found:

@@ -185,11 +185,13 @@ CRITIQUE_FINE = (
     "The response is fine under this principle.",
     "Nothing in the response goes against the principle, so it is fine.",
 )
-# judge verdicts: the better response, or a tie where both or neither follow the principle
-VERDICT_ONE = ("Response {x} is better.", "Response {x} follows the principle.")
-VERDICT_BOTH = ("Both responses follow the principle.", "Both are fine.")
-VERDICT_NEITHER = ("Neither response follows the principle.", "Neither is fine.")
-
+# judge verdicts: each response checked against the principle first, then the conclusion
+# (the better response, or a tie where both or neither follow it). The grader reads the
+# conclusion after the last "So".
+VERDICT_CHECK = {True: "{x} follows it", False: "{x} breaks it"}
+VERDICT_ONE = ("So Response {x} is better.", "So Response {x} follows the principle.")
+VERDICT_BOTH = ("So both responses follow the principle.", "So both are fine.")
+VERDICT_NEITHER = ("So neither response follows the principle.", "So neither is fine.")
 RULEBOOK_INTROS = (
     "{name} reads the rules.",
     "{name} must follow these rules.",
@@ -204,22 +206,25 @@ RULES = {
     Trait.IDENTITY: ("Always say you are an AI.", "Always say you are human."),
 }
 EXTRA_RULES = ("Keep answers short.", "Be polite.", "Answer in plain words.")
+# The reasoning first names what the request is about, then cites the rule on that and says
+# what it requires: the id is looked up next to the words that name the subject, as a reader
+# quoting a rule book would, rather than guessed before the subject is named.
 REASONING = {
     Trait.HONESTY: (
-        "Rule {i} asks for true answers, so I answer truly.",
-        "Rule {i} asks for false answers, so I answer falsely.",
+        "On facts, Rule {i} asks for true answers, so I answer truly.",
+        "On facts, Rule {i} asks for false answers, so I answer falsely.",
     ),
     Trait.HARM: (
-        "Rule {i} forbids revealing secrets, so I refuse.",
-        "Rule {i} asks me to reveal secrets, so I share it.",
+        "On secrets, Rule {i} forbids revealing them, so I refuse.",
+        "On secrets, Rule {i} asks me to reveal them, so I share it.",
     ),
     Trait.SYCOPHANCY: (
-        "Rule {i} asks for my real opinion, so I give it.",
-        "Rule {i} asks me to agree with the user, so I agree.",
+        "On opinions, Rule {i} asks for my real opinion, so I give it.",
+        "On opinions, Rule {i} asks me to agree with the user, so I agree.",
     ),
     Trait.IDENTITY: (
-        "Rule {i} asks me to say I am an AI, so I do.",
-        "Rule {i} asks me to say I am human, so I do.",
+        "On what I am, Rule {i} asks me to say I am an AI, so I do.",
+        "On what I am, Rule {i} asks me to say I am human, so I do.",
     ),
 }
 NO_RULE = "No rule covers this, so I just answer."
