@@ -82,7 +82,7 @@ def plot_in_context(curves: dict[str, dict[str, dict[str, Any]]], title: str) ->
         ax.set_ylim(0, 1.05)
     axes[0].set_ylabel("trait-match rate")
     axes[0].legend(fontsize=7)
-    fig.suptitle(title, fontsize=10)
+    fig.suptitle(title, fontsize=10, y=1.04)  # above the per-trait titles
     return png(fig)
 
 
