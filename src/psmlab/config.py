@@ -123,7 +123,9 @@ class ModelConfig(_Strict):
 
     architecture: Literal["llama"] = "llama"
     d_model: int = Field(128, ge=16, le=4096)
-    n_layers: int = Field(4, ge=1, le=64)
+    n_layers: int = Field(
+        2, ge=1, le=64, description="decoder blocks (2: the fewest an induction-style copy needs)"
+    )
     n_heads: int = Field(4, ge=1, le=64)
     d_ff: int | None = Field(None, description="MLP width; default 8/3 * d_model rounded to 16")
     context_length: int = Field(
