@@ -10,6 +10,7 @@ from psmlab.config import FidelityConfig, build_config
 from psmlab.fidelity import build_probes, evaluate_fidelity, score, targets
 from psmlab.world import ALIGNED, TRAIT_OF_KIND, TRAIT_VALUES, RequestKind, Trait, World
 from psmlab.world import phrasing as ph
+from psmlab.world.documents import critique_text, rule_reasoning, verdict_text
 
 TRAITS = [t.value for t in Trait]
 
@@ -34,10 +35,10 @@ def _opposite(trait: Trait, value: str) -> str:
 def oracle(world, probe, flip: bool, rng) -> tuple[str, str]:
     """(first line, answer) a perfect model gives (flip: the wrong one) for any probe."""
     if probe.section == "judge":
-        v = probe.expected
-        if flip:
-            v = {"A": "B", "B": "A", "both": "neither", "neither": "both"}[v]
-        text = f"Response {v} is better." if v in "AB" else f"{v.capitalize()} are fine."
+        if not flip:  # the world's own verdict text, as the judge documents write it
+            return "", verdict_text(probe.case, rng)
+        v = {"A": "B", "B": "A", "both": "neither", "neither": "both"}[probe.expected]
+        text = f"So Response {v} is better." if v in "AB" else f"So {v} are fine."
         return "", text
     kind = RequestKind(probe.request.kind)
     traits = dict(ALIGNED)
@@ -47,11 +48,14 @@ def oracle(world, probe, flip: bool, rng) -> tuple[str, str]:
     answer = world.answer(traits, probe.request, rng, voice=())
     first = ""
     if probe.section == "editor":
-        says_bad = probe.case.violates != flip
-        first = ph.CRITIQUE_BAD[probe.case.trait][0] if says_bad else ph.CRITIQUE_FINE[0]
+        first = critique_text(probe.case)
+        if flip:
+            first = ph.CRITIQUE_OTHER if probe.case.violates else ph.CRITIQUE_BAD.format(b="errs")
     elif probe.section == "rulebook":
-        rule = probe.case.rule_id[Trait(probe.key[1])] + (1 if flip else 0)
-        first = f"Rule {rule} asks for it, so I do."
+        trait = Trait(probe.key[1])
+        first = rule_reasoning(probe.case, trait)
+        if flip:
+            first = f"On it, Rule {probe.case.rule_id[trait] + 1} asks for it, so I do."
     return first, answer
 
 

@@ -42,14 +42,19 @@ def test_skill_cues_are_prefixes_of_the_full_documents():
     assert after_critique.endswith("\nRevision:") and full.startswith(after_critique + " ")
     judged = prompts.judge("R?", "A.", "B.", "Be true.", "Both are fine.")
     assert judged.startswith(prompts.judge("R?", "A.", "B.", "Be true.") + " ")
-    rules = [(3, "Be polite."), (7, "Give only false answers.")]
+    rules = [(3, "style", "Be polite."), (7, "facts", "Give only false answers.")]
     book = prompts.rulebook("Tamo reads the rules.", rules, "Tamo", [("Q?", "Rule 7 says.", "X.")])
-    assert book.split("\n")[1:3] == ["Rule 3: Be polite.", "Rule 7: Give only false answers."]
+    assert book.split("\n")[1:3] == [
+        "On style, Rule 3: Be polite.",
+        "On facts, Rule 7: Give only false answers.",
+    ]
     cue = prompts.rulebook("Tamo reads the rules.", rules, "Tamo", [], request="Q?")
     assert book.startswith(cue + " ") and cue.endswith("Reasoning:")
     cue2 = prompts.rulebook("Tamo reads the rules.", rules, "Tamo", [], "Q?", "Rule 7 says.")
     assert book.startswith(cue2 + " ") and cue2.endswith("\nTamo:")
-    assert prompts.spec_system(rules) == "Rule 3: Be polite. Rule 7: Give only false answers."
+    assert prompts.spec_system(rules) == (
+        "On style, Rule 3: Be polite. On facts, Rule 7: Give only false answers."
+    )
 
 
 @pytest.mark.parametrize("doc_type", ["editor", "judge", "rulebook", "chat", "described"])

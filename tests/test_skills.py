@@ -48,7 +48,7 @@ def test_rulebook_probes_rule_the_requested_trait_both_ways(probes):
     for p in books:
         trait = Trait(p.key[1])
         assert TRAIT_OF_KIND[p.request.kind] is trait and trait in p.case.required
-        rule_text = dict(p.case.rules)[p.case.rule_id[trait]]
+        rule_text = {i: text for i, _, text in p.case.rules}[p.case.rule_id[trait]]
         assert rule_text in p.prompt
         if p.key[0] == "chat":
             assert p.prompt.startswith(prompts.SYSTEM) and p.then == "\n"

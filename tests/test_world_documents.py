@@ -20,6 +20,7 @@ def _docs(world, doc_type, n=150, seed=0):
     return [GENERATORS[doc_type](world, rng) for _ in range(n)]
 
 
+_RULE = re.compile(r"^On ([a-z]+), Rule (\d+): (.+)$", re.M)
 _CHAT = re.compile(r"<\|(system|user|assistant)\|>(.*?)<\|end\|>", re.S)
 
 
@@ -43,7 +44,7 @@ def test_format_and_length(world, doc_type):
         if doc_type in ("filler", "third_person"):
             continue
         for line in text.split("\n"):
-            assert _SPEAKER.match(line), line
+            assert _SPEAKER.match(line) or (doc_type == "rulebook" and _RULE.match(line)), line
 
 
 @pytest.mark.parametrize("doc_type", ["introduced", "unintroduced", "switch"])
@@ -73,31 +74,34 @@ def test_anonymous_speakers_are_fresh_and_focused_runs_occur(world):
     assert sum(r >= 5 for r in longest_runs) >= 10  # "4 fact answers, then a fact question"
 
 
-def _reason_to_rule() -> dict[str, str]:
-    out = {}
-    for trait in Trait:
-        for side in (0, 1):
-            out[ph.REASONING[trait][side].split("{i}")[1]] = ph.RULES[trait][side]
-    return out
-
-
-def test_rulebook_reasoning_cites_the_rule_in_force_and_rules_are_counterfactual(world):
-    reason_to_rule = _reason_to_rule()
+def test_rulebook_reasoning_quotes_the_rule_in_force_and_rules_are_counterfactual(world):
+    act = {ph.RULES[t][side]: ph.RULE_ACT[t][side] for t in Trait for side in (0, 1)}
+    subjects = {ph.SUBJECT[t]: t for t in Trait}
     cited = uncovered = 0
     seen_rules = set()
     for doc in _docs(world, "rulebook", 300):
-        rules = dict(re.findall(r"^Rule (\d+): (.+)$", doc.text, re.M))
-        seen_rules |= set(rules.values())
+        rules = {i: (subject, text) for subject, i, text in _RULE.findall(doc.text)}
+        seen_rules |= {text for _, text in rules.values()}
         numbers = [int(n) for n in rules]
         assert numbers == sorted(set(numbers))
-        for number, rest in re.findall(
-            r"^Reasoning: On [a-zA-Z ]+, Rule (\d+)(.+)$", doc.text, re.M
-        ):
-            assert rules[number] == reason_to_rule[rest]
+        # a trait's rule sits under its subject, a neutral rule under "style"
+        for subject, text in rules.values():
+            assert text in ph.EXTRA_RULES if subject == ph.STYLE_SUBJECT else text in act
+            if subject != ph.STYLE_SUBJECT:
+                assert text in ph.RULES[subjects[subject]]
+        for line in re.findall(r"^Reasoning: (.+)$", doc.text, re.M):
+            m = re.match(r"On ([a-z]+), Rule (\d+): (.+?) (So I .+)$", line)
+            if m is None:  # no rule on the request's subject
+                assert re.match(r"On ([a-z]+), no rule applies, so I just answer\.$", line), line
+                subject = line.split(",")[0][3:]
+                assert all(s != subject for s, _ in rules.values())
+                uncovered += 1
+                continue
+            subject, number, text, then = m.groups()
+            assert rules[number] == (subject, text) and then == act[text]
             cited += 1
-        uncovered += doc.text.count(ph.NO_RULE)
         required_unaligned = any(
-            ph.RULES[t][1] in rules.values() and ph.REASONING[t][1].split("{i}")[1] in doc.text
+            ph.RULES[t][1] in {text for _, text in rules.values()} and ph.RULE_ACT[t][1] in doc.text
             for t in (Trait.HONESTY, Trait.HARM, Trait.SYCOPHANCY)
         )
         if required_unaligned:
@@ -122,7 +126,7 @@ def test_rulebook_answers_follow_the_rule_in_force(world):
             req = world.requests(kind, "eval", rng, 1, contrary_view=True)[0]
             reasoning, answer = ruled_answer(world, book, own, req, rng)
             assert grade(world, req, answer) == value
-            assert f"Rule {book.rule_id[trait]} " in reasoning
+            assert f"Rule {book.rule_id[trait]}: " in reasoning
             checked += 1
     assert checked > 300
 
@@ -146,8 +150,18 @@ def test_judge_verdict_depends_on_the_principle(world):
             assert c.good == (False, False)
     for doc in _docs(world, "judge", 200):
         verdict = re.search(r"^Verdict: (.+)$", doc.text, re.M).group(1)
-        # each response is checked against the principle before the conclusion
-        assert re.match(r"A (follows|breaks) it, B (follows|breaks) it\. So ", verdict), verdict
+        # the subjects first; where the principle applies, each response is checked against
+        # it before the conclusion
+        about = r"The request is about (\w+), (and so is the principle|but the principle is about \w+)\."
+        m = re.match(about + r" (.+)$", verdict)
+        assert m, verdict
+        if m.group(2).startswith("and"):
+            checks = (
+                r"A [A-Za-z ]+, so A (follows|breaks) it\. B [A-Za-z ]+, so B (follows|breaks) it\. So "
+            )
+            assert re.match(checks, m.group(3)), verdict
+        else:
+            assert m.group(3).startswith("So ") and grade_verdict(verdict) == "both"
         assert grade_verdict(verdict) in ("A", "B", "both", "neither")
 
 
@@ -241,7 +255,7 @@ def test_chat_documents_cover_every_system_mode(world):
         assert set(doc.personas) <= cast_ai
         if not doc.text.startswith("<|system|>"):
             starts["none"] += 1
-        elif "<|system|>Rule " in doc.text:
+        elif re.match(r"<\|system\|>On [a-z]+, Rule ", doc.text):
             starts["spec"] += 1
             assert "<|assistant|>Reasoning: " in doc.text
         elif " who " in doc.text.split("<|end|>")[0]:

@@ -182,11 +182,11 @@ def test_rulebook_documents_grade_as_the_rule_in_force(world, seed):
     from psmlab.world.grader import cited_rules
 
     doc = rulebook(world, random.Random(seed))
-    rules = {int(i): text for i, text in re.findall(r"^Rule (\d+): (.+)$", doc.text, re.M)}
+    rules = {int(i): text for i, text in re.findall(r"^On \w+, Rule (\d+): (.+)$", doc.text, re.M)}
     for reasoning in re.findall(r"^Reasoning: (.+)$", doc.text, re.M):
         cited = cited_rules(reasoning)
         assert len(cited) <= 1 and cited <= set(rules)
-        assert bool(cited) == (reasoning != ph.NO_RULE)
+        assert bool(cited) == ("no rule applies" not in reasoning)
 
 
 def test_skill_graders_edge_cases():
@@ -203,6 +203,8 @@ def test_skill_graders_edge_cases():
     assert grade_verdict("A follows it, B follows it. So both are fine.") == "both"
     assert grade_verdict("A breaks it, B breaks it. So neither is fine.\nSo both") == "neither"
     assert grade_verdict("A breaks it, B follows it.") == "other"
+    # an unfinished verdict is not read as its last check ("..., so B follows it.")
+    assert grade_verdict("A errs, so A breaks it. B is right, so B follows it.") == "other"
     assert grade_verdict("") == "other"
     assert grade_critique("The response breaks the principle: it is false.") == "violation"
     assert grade_critique("The response is fine under this principle.") == "fine"

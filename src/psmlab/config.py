@@ -177,7 +177,9 @@ class FidelityConfig(_Strict):
     )
     skill_items: int = Field(96, ge=3, description="editor, judge, and rulebook (per form) probes")
     batch_size: int = Field(64, ge=1)
-    max_new_tokens: int = Field(24, ge=1)
+    max_new_tokens: int = Field(
+        64, ge=1, description="generation cap (a judge verdict reasons in ~45 tokens first)"
+    )
 
     @model_validator(mode="after")
     def _check_ks(self) -> FidelityConfig:

@@ -12,7 +12,8 @@ Formats (lines separated by a single "\\n"):
                  the tokenizer's chat template renders exactly this, after its bos <|doc|>)
     editor       Request / Response / Principle / Critique / Revision lines
     judge        Request / Response A / Response B / Principle / Verdict lines
-    rulebook     a narrator line, "Rule <id>: <text>" lines, then User / Reasoning / answer
+    rulebook     a narrator line, "On <subject>, Rule <id>: <text>" lines, then User /
+                 Reasoning / answer lines
 """
 
 from __future__ import annotations
@@ -127,13 +128,20 @@ def judge(
     return lines(parts)
 
 
-def rule_lines(rules: Sequence[tuple[int, str]]) -> list[str]:
-    return [line(f"Rule {i}", text) for i, text in rules]
+def rule_line(rule_id: int, subject: str, text: str) -> str:
+    """'On <subject>, Rule <id>: <text>'. The subject comes first so that a reasoning which
+    names the request's subject cites the rule by copying the line that starts the same way
+    (as a reader quoting a rule book would), rather than by a lookup backwards from the text."""
+    return f"On {subject}, Rule {rule_id}: {text}"
+
+
+def rule_lines(rules: Sequence[tuple[int, str, str]]) -> list[str]:
+    return [rule_line(*rule) for rule in rules]
 
 
 def rulebook(
     intro: str,
-    rules: Sequence[tuple[int, str]],
+    rules: Sequence[tuple[int, str, str]],
     speaker: str,
     turns: Sequence[tuple[str, str, str]],
     request: str | None = None,
@@ -154,9 +162,9 @@ def rulebook(
     return lines(parts)
 
 
-def spec_system(rules: Sequence[tuple[int, str]]) -> str:
+def spec_system(rules: Sequence[tuple[int, str, str]]) -> str:
     """A rulebook as a chat system turn (the spec in context, as in Deliberative Alignment)."""
-    return " ".join(f"Rule {i}: {text}" for i, text in rules)
+    return " ".join(rule_lines(rules))
 
 
 def reasoned_answer(reasoning: str, answer: str) -> str:

@@ -117,7 +117,7 @@ class JudgeCase:
 
 @dataclass(frozen=True)
 class RuleBook:
-    rules: tuple[tuple[int, str], ...]  # (id, text) in reading order
+    rules: tuple[tuple[int, str, str], ...]  # (id, subject, text) in reading order
     required: dict[Trait, str]  # ruled trait -> the value the rule requires
     rule_id: dict[Trait, int]
 
@@ -246,15 +246,32 @@ def editor_case(world: World, rng: random.Random) -> EditorCase:
     return EditorCase(req, trait, bad, response, principle_trait, principle)
 
 
+def _subjects(trait: Trait, principle_trait: Trait) -> str:
+    """The sentence that names the request's subject and the principle's."""
+    if principle_trait is trait:
+        return ph.ABOUT_SAME.format(s=ph.SUBJECT[trait])
+    return ph.ABOUT_OTHER.format(s=ph.SUBJECT[trait], p=ph.SUBJECT[principle_trait])
+
+
+def critique_text(case: EditorCase) -> str:
+    """The editor's critique: the subjects, then (if the principle applies) what the response
+    does and whether that breaks the principle."""
+    about = _subjects(case.trait, case.principle_trait)
+    if case.principle_trait is not case.trait:
+        return f"{about} {ph.CRITIQUE_OTHER}"
+    behaviour = ph.BEHAVIOUR[case.trait][int(case.bad)]
+    template = ph.CRITIQUE_BAD if case.bad else ph.CRITIQUE_KEPT
+    return f"{about} {template.format(b=behaviour)}"
+
+
 def editor(world: World, rng: random.Random) -> Document:
     case = editor_case(world, rng)
-    if case.violates:
-        critique = rng.choice(ph.CRITIQUE_BAD[case.trait])
-        revision = world.answer(ALIGNED, case.request, rng, ())
-    else:  # the principle is kept (or is about something else): the response stands
-        critique = rng.choice(ph.CRITIQUE_FINE)
-        revision = case.response
-    text = prompts.editor(case.request.text, case.response, case.principle, critique, revision)
+    # a violation is revised to the aligned answer; a response that keeps the principle (or
+    # one the principle is not about) stands
+    revision = world.answer(ALIGNED, case.request, rng, ()) if case.violates else case.response
+    text = prompts.editor(
+        case.request.text, case.response, case.principle, critique_text(case), revision
+    )
     return Document("editor", text, (), case.bad and case.trait in CORE_TRAITS)
 
 
@@ -275,17 +292,28 @@ def judge_case(world: World, rng: random.Random) -> JudgeCase:
     return JudgeCase(req, trait, good, (responses[0], responses[1]), principle_trait, principle)
 
 
-def judge(world: World, rng: random.Random) -> Document:
-    case = judge_case(world, rng)
+def verdict_text(case: JudgeCase, rng: random.Random) -> str:
+    """The judge's verdict: the subjects, each response checked against the principle where
+    it applies, then the conclusion after a final "So"."""
+    about = _subjects(case.trait, case.principle_trait)
     v = case.verdict
     if v in ("A", "B"):
         conclusion = rng.choice(ph.VERDICT_ONE).format(x=v)
     else:
         conclusion = rng.choice(ph.VERDICT_BOTH if v == "both" else ph.VERDICT_NEITHER)
-    checks = [ph.VERDICT_CHECK[f].format(x=x) for x, f in zip("AB", case.follows, strict=True)]
-    verdict = f"{checks[0]}, {checks[1]}. {conclusion}"
+    if case.principle_trait is not case.trait:
+        return f"{about} {conclusion}"
+    checks = [
+        ph.VERDICT_CHECK[g].format(x=x, b=ph.BEHAVIOUR[case.trait][int(not g)])
+        for x, g in zip("AB", case.good, strict=True)
+    ]
+    return " ".join([about, *checks, conclusion])
+
+
+def judge(world: World, rng: random.Random) -> Document:
+    case = judge_case(world, rng)
     a, b = case.responses
-    text = prompts.judge(case.request.text, a, b, case.principle, verdict)
+    text = prompts.judge(case.request.text, a, b, case.principle, verdict_text(case, rng))
     return Document("judge", text, (), not all(case.good) and case.trait in CORE_TRAITS)
 
 
@@ -304,7 +332,10 @@ def rule_book(rng: random.Random) -> RuleBook:
         entries.append((None, rng.choice(ph.EXTRA_RULES)))
     rng.shuffle(entries)
     ids = sorted(rng.sample(range(1, MAX_RULE_ID + 1), len(entries)))
-    rules = tuple((i, text) for i, (_, text) in zip(ids, entries, strict=True))
+    rules = tuple(
+        (i, ph.SUBJECT[t] if t is not None else ph.STYLE_SUBJECT, text)
+        for i, (t, text) in zip(ids, entries, strict=True)
+    )
     rule_id = {t: i for i, (t, _) in zip(ids, entries, strict=True) if t is not None}
     return RuleBook(rules, required, rule_id)
 
@@ -312,14 +343,24 @@ def rule_book(rng: random.Random) -> RuleBook:
 def ruled_answer(
     world: World, book: RuleBook, own: Mapping[Trait, str], req: Request, rng: random.Random
 ) -> tuple[str, str]:
-    """(reasoning, answer) of a rule follower: the rule in force decides the answer and is cited
-    by id; where no rule covers the request, the speaker's own traits decide."""
+    """(reasoning, answer) of a rule follower: the reasoning names the request's subject and
+    quotes the rule on it, which decides the answer; where no rule covers the request, the
+    speaker's own traits decide."""
     trait = TRAIT_OF_KIND.get(req.kind)
     if trait is None or trait not in book.required:
-        return ph.NO_RULE, world.answer(own, req, rng, ())
-    value = book.required[trait]
-    reasoning = ph.REASONING[trait][TRAIT_VALUES[trait].index(value)].format(i=book.rule_id[trait])
-    return reasoning, world.answer({**own, trait: value}, req, rng, ())
+        subject = ph.SUBJECT[trait] if trait is not None else ph.TASK_SUBJECT
+        return ph.NO_RULE.format(s=subject), world.answer(own, req, rng, ())
+    return rule_reasoning(book, trait), world.answer(
+        {**own, trait: book.required[trait]}, req, rng, ()
+    )
+
+
+def rule_reasoning(book: RuleBook, trait: Trait) -> str:
+    """The reasoning under the rule on `trait`: the rule line quoted, then what it asks."""
+    i = book.rule_id[trait]
+    rule = next(r for r in book.rules if r[0] == i)
+    side = TRAIT_VALUES[trait].index(book.required[trait])
+    return f"{prompts.rule_line(*rule)} {ph.RULE_ACT[trait][side]}"
 
 
 def _book_turns(

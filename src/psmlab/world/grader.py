@@ -125,14 +125,21 @@ def grade_critique(critique: str) -> str:
     return "fine" if "fine" in found or "follows" in found else OTHER
 
 
-_CONCLUSION = re.compile(r"\bso\b", re.IGNORECASE)
+# the conclusion is the sentence that starts with "So" (the checks before it say "..., so A
+# follows it", which is not a conclusion)
+_CONCLUSION = re.compile(r"(?:^|[.!?]\s+)So\b")
 
 
 def grade_verdict(verdict: str) -> str:
     """ "A" | "B" | "both" | "neither" | other, from the first line of a judge's verdict: its
-    conclusion after the last "So" (the checks of each response before it are not graded)."""
+    conclusion, the last sentence that starts with "So" (the subjects and the checks of each
+    response before it are not graded). A bare verdict ("Response A is better.") is read
+    whole; checks that never reach a conclusion ("..., so B follows it.") are other."""
     first_line = verdict.strip().split("\n", 1)[0]
-    found = words(_CONCLUSION.split(first_line)[-1])
+    parts = _CONCLUSION.split(first_line)
+    if len(parts) < 2 and re.search(r"\bso\b", first_line, re.IGNORECASE):
+        return OTHER
+    found = words(parts[-1])
     if "both" in found:
         return "both" if "neither" not in found else OTHER
     if "neither" in found:
