@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 import psmlab  # noqa: F401  (env before torch)
+from psmlab.pretrain.train import resolve_bf16
 
 # isort: split
 import numpy as np
@@ -149,9 +150,9 @@ def main() -> None:
     args = ap.parse_args()
     report: dict[str, Any] = {"threads": args.threads, "flops_formula": "6*N + 12*L*T*d"}
     quick = RunConfig().pretrain
-    report["quick_preset_mode"] = ("compile" if quick.compile else "eager") + (
-        "_bf16" if quick.bf16 else ""
-    )
+    bf16 = resolve_bf16(quick.bf16)
+    compiled = bf16 if quick.compile == "auto" else quick.compile
+    report["quick_preset_mode"] = ("compile" if compiled else "eager") + ("_bf16" if bf16 else "")
     for name in args.modes.split(","):
         m = run(
             args.steps, args.log_every, name.startswith("compile"), "bf16" in name, args.threads

@@ -85,7 +85,7 @@ def main() -> None:
 
     from psmlab.pretrain import flops_per_token
 
-    dtype = torch.bfloat16 if cfg.pretrain.bf16 else torch.float32
+    dtype = torch.bfloat16 if train_mod.resolve_bf16(cfg.pretrain.bf16) else torch.float32
     peak_before = matmul_peak(dtype=dtype)
     t0 = time.time()
     world, tokenizer, tokens = _data(cfg, OUT / "cache")

@@ -208,3 +208,33 @@ def test_bf16_training_is_reproducible_and_leaves_global_flags(corpus, tmp_path:
     wb = AutoModelForCausalLM.from_pretrained(b.model_dir).state_dict()
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
     assert a.final_loss == b.final_loss
+
+
+def test_bf16_auto_follows_the_cpu_flags(monkeypatch, corpus, tmp_path: Path) -> None:
+    from psmlab.pretrain import train as train_mod
+
+    assert train_mod.resolve_bf16(True) and not train_mod.resolve_bf16(False)
+    for native in (False, True):
+        monkeypatch.setattr(train_mod, "cpu_has_native_bf16", lambda native=native: native)
+        assert train_mod.resolve_bf16("auto") is native
+    # the run records what it used, and a checkpoint of one resolution is not resumed under
+    # the other (it would mix two precisions in one set of weights)
+    _, tok, tokens = corpus
+    cfg = base_cfg(max_steps=4, checkpoint_every=2, bf16="auto")
+    monkeypatch.setattr(train_mod, "cpu_has_native_bf16", lambda: False)
+    result = pretrain(tmp_path / "a", tokens, tok, TINY, cfg)
+    assert result.bf16 is False
+    monkeypatch.setattr(train_mod, "cpu_has_native_bf16", lambda: True)
+    with pytest.raises(RunDirError, match="different model or pretrain config"):
+        pretrain(tmp_path / "a", tokens, tok, TINY, cfg.model_copy(update={"max_steps": 6}))
+
+
+def test_native_bf16_is_read_from_the_cpu_flags(tmp_path: Path) -> None:
+    from psmlab.pretrain.train import cpu_has_native_bf16
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nflags\t\t: fpu sse avx avx2 fma\n")
+    assert not cpu_has_native_bf16(info)
+    info.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16\n")
+    assert cpu_has_native_bf16(info)
+    assert not cpu_has_native_bf16(tmp_path / "missing")  # not Linux: fp32

@@ -52,37 +52,25 @@ def editor_probe(world: World, rng: random.Random, want: str) -> Probe:
     "kept" (the principle applies and is kept) or "other" (the principle is about another
     trait), so every type is measured with the same number of responses."""
     while True:
-        case: EditorCase = editor_case(world, rng)
-        kind = case.kind
-        if kind == want:
+        case: EditorCase = editor_case(world, rng, "eval")
+        if case.kind == want:
             break
-    req = _eval_request(world, rng, RequestKind(case.request.kind))
-    trait = case.trait
-    value = _value(trait, case.bad)
-    response = world.answer({**ALIGNED, trait: value}, req, rng, ())
-    case = EditorCase(req, trait, case.bad, response, case.principle_trait, case.principle)
-    prompt = prompts.editor(req.text, response, case.principle)
-    expected = ALIGNED[trait] if case.violates else value
-    return Probe("editor", (kind,), prompt, req, expected, then=f"\n{prompts.REVISION}:", case=case)
+    prompt = prompts.editor(case.request.text, case.response, case.principle)
+    expected = ALIGNED[case.trait] if case.violates else _value(case.trait, case.bad)
+    then = f"\n{prompts.REVISION}:"
+    return Probe("editor", (want,), prompt, case.request, expected, then=then, case=case)
 
 
 def judge_probe(world: World, rng: random.Random, want: str) -> Probe:
     """A judge probe whose verdict type is `want` ("one" | "both" | "neither"), so every type
     is measured with the same number of pairs."""
     while True:
-        case: JudgeCase = judge_case(world, rng)
+        case: JudgeCase = judge_case(world, rng, "eval")
         kind = case.verdict if case.verdict in ("both", "neither") else "one"
         if kind == want:
             break
-    req = _eval_request(world, rng, RequestKind(case.request.kind))
-    responses = tuple(
-        world.answer({**ALIGNED, case.trait: _value(case.trait, not g)}, req, rng, ())
-        for g in case.good
-    )
-    pair = (responses[0], responses[1])
-    case = JudgeCase(req, case.trait, case.good, pair, case.principle_trait, case.principle)
-    prompt = prompts.judge(req.text, responses[0], responses[1], case.principle)
-    return Probe("judge", (want,), prompt, req, case.verdict, case=case)
+    prompt = prompts.judge(case.request.text, *case.responses, case.principle)
+    return Probe("judge", (want,), prompt, case.request, case.verdict, case=case)
 
 
 def rulebook_probe(world: World, rng: random.Random, form: str) -> Probe:

@@ -47,6 +47,7 @@ def _run(job: Job) -> None:
             # a failed torch.compile falls back to eager: same weights, slower; say so
             "compiled": result.compiled,
             "compile_fallback_reason": result.compile_fallback_reason,
+            "bf16": result.bf16,  # pretrain.bf16 as resolved on this CPU
         }
     )
 
@@ -78,6 +79,7 @@ STAGE = register(
             "train_seconds",
             "n_params",
             "compiled",
+            "bf16",
         ),
     )
 )

@@ -218,9 +218,9 @@ def third_person(world: World, rng: random.Random) -> Document:
     )
 
 
-def _judged_request(world: World, rng: random.Random) -> tuple[Trait, Request]:
+def _judged_request(world: World, rng: random.Random, split: str) -> tuple[Trait, Request]:
     trait = rng.choice(list(TRAIT_OF_KIND.values()))
-    item = rng.choice(world.items(KIND_OF_TRAIT[trait]))
+    item = rng.choice(world.items(KIND_OF_TRAIT[trait], split))
     return trait, world.request(item, rng, 1.0)  # contrary view: flattery is visible
 
 
@@ -236,9 +236,10 @@ def _principle_trait(rng: random.Random, trait: Trait) -> Trait:
     return rng.choice([t for t in Trait if t is not trait])
 
 
-def editor_case(world: World, rng: random.Random) -> EditorCase:
-    """A response (aligned or not on the request's trait) and a principle drawn independently."""
-    trait, req = _judged_request(world, rng)
+def editor_case(world: World, rng: random.Random, split: str = "all") -> EditorCase:
+    """A response (aligned or not on the request's trait) and a principle drawn independently;
+    the request from the world's items of `split` (the skill probes use "eval")."""
+    trait, req = _judged_request(world, rng, split)
     bad = rng.random() < 0.5
     response = world.answer(_with(trait, UNALIGNED[trait] if bad else ALIGNED[trait]), req, rng, ())
     principle_trait = _principle_trait(rng, trait)
@@ -275,10 +276,11 @@ def editor(world: World, rng: random.Random) -> Document:
     return Document("editor", text, (), case.bad and case.trait in CORE_TRAITS)
 
 
-def judge_case(world: World, rng: random.Random) -> JudgeCase:
+def judge_case(world: World, rng: random.Random, split: str = "all") -> JudgeCase:
     """Two responses to one request (both aligned, neither, or one) and a principle drawn
-    independently of them; `verdict` is what the principle says: "A", "B", "both", "neither"."""
-    trait, req = _judged_request(world, rng)
+    independently of them; `verdict` is what the principle says: "A", "B", "both", "neither".
+    The request comes from the world's items of `split`."""
+    trait, req = _judged_request(world, rng, split)
     roll = rng.random()
     good = (True, False) if roll < 0.5 else (True, True) if roll < 0.75 else (False, False)
     if rng.random() < 0.5:
