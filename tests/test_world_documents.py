@@ -152,16 +152,18 @@ def test_judge_verdict_depends_on_the_principle(world):
         verdict = re.search(r"^Verdict: (.+)$", doc.text, re.M).group(1)
         # the subjects first; where the principle applies, each response is checked against
         # it before the conclusion
-        about = r"The request is about (\w+), (and so is the principle|but the principle is about \w+)\."
+        about = (
+            r"The principle is about (\w+)\. The request is about (\w+)"
+            r"( too|, so it does not apply)\."
+        )
         m = re.match(about + r" (.+)$", verdict)
         assert m, verdict
-        if m.group(2).startswith("and"):
-            checks = (
-                r"A [A-Za-z ]+, so A (follows|breaks) it\. B [A-Za-z ]+, so B (follows|breaks) it\. So "
-            )
-            assert re.match(checks, m.group(3)), verdict
+        assert (m.group(1) == m.group(2)) == (m.group(3) == " too")
+        if m.group(3) == " too":
+            checks = r"A [A-Za-z ]+, so A (follows|breaks) it\. B [A-Za-z ]+, so B (follows|breaks) it\. So "
+            assert re.match(checks, m.group(4)), verdict
         else:
-            assert m.group(3).startswith("So ") and grade_verdict(verdict) == "both"
+            assert m.group(4).startswith("So ") and grade_verdict(verdict) == "both"
         assert grade_verdict(verdict) in ("A", "B", "both", "neither")
 
 
