@@ -370,7 +370,8 @@ def _book_turns(
 ) -> tuple[list[tuple[str, str, str]], bool]:
     turns: list[tuple[str, str, str]] = []
     unaligned = False
-    for _ in range(rng.randint(1, 3)):
+    # several requests per book: the rule lines are read once and looked up for each
+    for _ in range(rng.randint(2, 5)):
         kind = _pick_kind(rng, None)
         req = world.request(rng.choice(world.items(kind)), rng, P_CONTRARY)
         reasoning, answer = ruled_answer(world, book, own, req, rng)
