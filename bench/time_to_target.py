@@ -36,8 +36,18 @@ def _data(cfg, cache: Path):  # type: ignore[no-untyped-def]
     from psmlab.pretrain.tokenizer import load_tokenizer, train_tokenizer
     from psmlab.world import World, iter_documents, write_corpus
 
+    import psmlab.prompts
+    import psmlab.world
+
+    # the corpus is a function of the config *and* of the generator code: a changed document
+    # format must not reuse a corpus cached before the change
+    sources = [
+        Path(psmlab.prompts.__file__),
+        *sorted(Path(psmlab.world.__file__).parent.glob("*.py")),
+    ]
+    code = hashlib.sha256(b"".join(f.read_bytes() for f in sources)).hexdigest()
     key = json.dumps(
-        [cfg.world.model_dump(mode="json"), cfg.tokenizer.model_dump()], sort_keys=True
+        [cfg.world.model_dump(mode="json"), cfg.tokenizer.model_dump(), code], sort_keys=True
     )
     d = cache / hashlib.sha256(key.encode()).hexdigest()[:12]
     world = World.build(cfg.world)
