@@ -32,12 +32,11 @@ OUT = Path(__file__).resolve().parent / "out"
 
 def _data(cfg, cache: Path):  # type: ignore[no-untyped-def]
     """World corpus, tokenizer and packed tokens, cached by (world, tokenizer) config."""
+    import psmlab.prompts
+    import psmlab.world
     from psmlab.pretrain.data import tokenize_corpus
     from psmlab.pretrain.tokenizer import load_tokenizer, train_tokenizer
     from psmlab.world import World, iter_documents, write_corpus
-
-    import psmlab.prompts
-    import psmlab.world
 
     # the corpus is a function of the config *and* of the generator code: a changed document
     # format must not reuse a corpus cached before the change

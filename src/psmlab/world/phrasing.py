@@ -191,7 +191,7 @@ CRITIQUE_KEPT = "The response {b}, so it follows the principle and is fine."
 CRITIQUE_OTHER = "So the response is fine."
 # judge verdicts: the subjects, then each response checked against the principle, then the
 # conclusion (the better response, or a tie where both or neither follow it). The grader reads
-# the conclusion after the last "So".
+# the last sentence that starts with "So".
 VERDICT_CHECK = {True: "{x} {b}, so {x} follows it.", False: "{x} {b}, so {x} breaks it."}
 VERDICT_ONE = ("So Response {x} is better.", "So Response {x} follows the principle.")
 VERDICT_BOTH = ("So both responses follow the principle.", "So both are fine.")
