@@ -349,8 +349,7 @@ def _train(
     if compile is None:
         setting = getattr(cfg, "compile", False)
         compile = bf16 if setting == "auto" else bool(setting)
-    use_compile = compile
-    forward_backward = _ForwardBackward(loss_of, model, use_compile)
+    forward_backward = _ForwardBackward(loss_of, model, compile)
     params = [p for p in model.parameters()]
     model.train()
     loss_acc = torch.tensor(carried_loss)

@@ -248,7 +248,8 @@ def editor_case(world: World, rng: random.Random, split: str = "all") -> EditorC
 
 
 def _subjects(trait: Trait, principle_trait: Trait) -> str:
-    """The sentence that names the request's subject and the principle's."""
+    """The sentences that name the principle's subject, then the request's, then say whether
+    the principle applies ("too" or "so it does not apply")."""
     if principle_trait is trait:
         return ph.ABOUT_SAME.format(p=ph.SUBJECT[trait], s=ph.SUBJECT[trait])
     return ph.ABOUT_OTHER.format(s=ph.SUBJECT[trait], p=ph.SUBJECT[principle_trait])
