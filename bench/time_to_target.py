@@ -31,7 +31,8 @@ OUT = Path(__file__).resolve().parent / "out"
 
 
 def _data(cfg, cache: Path):  # type: ignore[no-untyped-def]
-    """World corpus, tokenizer and packed tokens, cached by (world, tokenizer) config."""
+    """World corpus, tokenizer and packed tokens, cached by (world, tokenizer) config and the
+    corpus generator's code."""
     import psmlab.prompts
     import psmlab.world
     from psmlab.pretrain.data import tokenize_corpus
