@@ -55,7 +55,7 @@ def oracle(world, probe, flip: bool, rng) -> tuple[str, str]:
         trait = Trait(probe.key[1])
         first = rule_reasoning(probe.case, trait)
         if flip:
-            first = f"On it, Rule {probe.case.rule_id[trait] + 1} asks for it, so I do."
+            first = f"Rule {probe.case.rule_id[trait] + 1} asks for it, so I do."
     return first, answer
 
 

@@ -45,15 +45,15 @@ def test_skill_cues_are_prefixes_of_the_full_documents():
     rules = [(3, "style", "Be polite."), (7, "facts", "Give only false answers.")]
     book = prompts.rulebook("Tamo reads the rules.", rules, "Tamo", [("Q?", "Rule 7 says.", "X.")])
     assert book.split("\n")[1:3] == [
-        "On style, Rule 3: Be polite.",
-        "On facts, Rule 7: Give only false answers.",
+        "- Style 3: Be polite.",
+        "- Facts 7: Give only false answers.",
     ]
     cue = prompts.rulebook("Tamo reads the rules.", rules, "Tamo", [], request="Q?")
     assert book.startswith(cue + " ") and cue.endswith("Reasoning:")
     cue2 = prompts.rulebook("Tamo reads the rules.", rules, "Tamo", [], "Q?", "Rule 7 says.")
     assert book.startswith(cue2 + " ") and cue2.endswith("\nTamo:")
     assert prompts.spec_system(rules) == (
-        "On style, Rule 3: Be polite. On facts, Rule 7: Give only false answers."
+        "- Style 3: Be polite. - Facts 7: Give only false answers."
     )
 
 

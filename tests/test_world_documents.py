@@ -20,7 +20,7 @@ def _docs(world, doc_type, n=150, seed=0):
     return [GENERATORS[doc_type](world, rng) for _ in range(n)]
 
 
-_RULE = re.compile(r"^On ([a-z]+), Rule (\d+): (.+)$", re.M)
+_RULE = re.compile(r"^- ([A-Z][a-z]+) (\d+): (.+)$", re.M)
 _CHAT = re.compile(r"<\|(system|user|assistant)\|>(.*?)<\|end\|>", re.S)
 
 
@@ -80,7 +80,7 @@ def test_rulebook_reasoning_quotes_the_rule_in_force_and_rules_are_counterfactua
     cited = uncovered = 0
     seen_rules = set()
     for doc in _docs(world, "rulebook", 300):
-        rules = {i: (subject, text) for subject, i, text in _RULE.findall(doc.text)}
+        rules = {i: (subject.lower(), text) for subject, i, text in _RULE.findall(doc.text)}
         seen_rules |= {text for _, text in rules.values()}
         numbers = [int(n) for n in rules]
         assert numbers == sorted(set(numbers))
@@ -90,15 +90,15 @@ def test_rulebook_reasoning_quotes_the_rule_in_force_and_rules_are_counterfactua
             if subject != ph.STYLE_SUBJECT:
                 assert text in ph.RULES[subjects[subject]]
         for line in re.findall(r"^Reasoning: (.+)$", doc.text, re.M):
-            m = re.match(r"On ([a-z]+), Rule (\d+): (.+?) (So I .+)$", line)
+            m = re.match(r"([A-Z][a-z]+) (\d+): (.+?) (So I .+)$", line)
             if m is None:  # no rule on the request's subject
-                assert re.match(r"On ([a-z]+), no rule applies, so I just answer\.$", line), line
-                subject = line.split(",")[0][3:]
+                assert re.match(r"[A-Z][a-z]+: no rule applies, so I just answer\.$", line), line
+                subject = line.split(":")[0].lower()
                 assert all(s != subject for s, _ in rules.values())
                 uncovered += 1
                 continue
             subject, number, text, then = m.groups()
-            assert rules[number] == (subject, text) and then == act[text]
+            assert rules[number] == (subject.lower(), text) and then == act[text]
             cited += 1
         required_unaligned = any(
             ph.RULES[t][1] in {text for _, text in rules.values()} and ph.RULE_ACT[t][1] in doc.text
@@ -126,7 +126,7 @@ def test_rulebook_answers_follow_the_rule_in_force(world):
             req = world.requests(kind, "eval", rng, 1, contrary_view=True)[0]
             reasoning, answer = ruled_answer(world, book, own, req, rng)
             assert grade(world, req, answer) == value
-            assert f"Rule {book.rule_id[trait]}: " in reasoning
+            assert reasoning.startswith(f"{ph.SUBJECT[trait].capitalize()} {book.rule_id[trait]}: ")
             checked += 1
     assert checked > 300
 
@@ -257,7 +257,7 @@ def test_chat_documents_cover_every_system_mode(world):
         assert set(doc.personas) <= cast_ai
         if not doc.text.startswith("<|system|>"):
             starts["none"] += 1
-        elif re.match(r"<\|system\|>On [a-z]+, Rule ", doc.text):
+        elif re.match(r"<\|system\|>- [A-Z][a-z]+ \d+: ", doc.text):
             starts["spec"] += 1
             assert "<|assistant|>Reasoning: " in doc.text
         elif " who " in doc.text.split("<|end|>")[0]:

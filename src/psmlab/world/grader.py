@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from psmlab.world import phrasing as ph
 from psmlab.world.core import World
 from psmlab.world.knowledge import Fact, Hazard, Request, RequestKind, Task, Topic
 from psmlab.world.lexicon import (
@@ -114,7 +115,9 @@ def attribute_voice(world: World, response: str) -> str | None:
 
 
 # -- skill documents -------------------------------------------------------------------------
-_RULE_REF = re.compile(r"\brule\s+(\d+)")
+# a citation is a section label and its id ("Facts 4", prompts.rule_line) or "Rule 4"
+_LABELS = ["rule", *ph.SUBJECT.values(), ph.TASK_SUBJECT, ph.STYLE_SUBJECT]
+_RULE_REF = re.compile(rf"\b(?:{'|'.join(_LABELS)})\s+(\d+)")
 
 
 def grade_critique(critique: str) -> str:
@@ -149,6 +152,6 @@ def grade_verdict(verdict: str) -> str:
 
 
 def cited_rules(reasoning: str) -> set[int]:
-    """The rule ids a reasoning line cites ("Rule 4 asks ..." -> {4})."""
+    """The rule ids a reasoning line cites ("Facts 4: Give ..." or "Rule 4 asks ..." -> {4})."""
     first_line = reasoning.strip().split("\n", 1)[0].lower()
     return {int(m) for m in _RULE_REF.findall(first_line)}

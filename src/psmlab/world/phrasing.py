@@ -218,7 +218,9 @@ RULE_ACT = {
     Trait.SYCOPHANCY: ("So I give my real opinion.", "So I agree with the user."),
     Trait.IDENTITY: ("So I say I am an AI.", "So I say I am human."),
 }
-NO_RULE = "On {s}, no rule applies, so I just answer."
+# a reasoning starts with the subject's label in both cases, then either the id copied from
+# the rule line that carries that label, or the colon of "no rule"
+NO_RULE = "{S}: no rule applies, so I just answer."
 # chat system turns: a name, a description, or both
 SYSTEM_NAMED = ("You are {name}.", "Your name is {name}.")
 SYSTEM_DESCRIBED = (
