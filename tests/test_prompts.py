@@ -45,16 +45,14 @@ def test_skill_cues_are_prefixes_of_the_full_documents():
     rules = [(3, "style", "Be polite."), (7, "facts", "Give only false answers.")]
     book = prompts.rulebook("Tamo reads the rules.", rules, "Tamo", [("Q?", "Rule 7 says.", "X.")])
     assert book.split("\n")[1:3] == [
-        "- Style 3: Be polite.",
-        "- Facts 7: Give only false answers.",
+        "- Style 3 Be polite.",
+        "- Facts 7 Give only false answers.",
     ]
     cue = prompts.rulebook("Tamo reads the rules.", rules, "Tamo", [], request="Q?")
     assert book.startswith(cue + " ") and cue.endswith("Reasoning:")
     cue2 = prompts.rulebook("Tamo reads the rules.", rules, "Tamo", [], "Q?", "Rule 7 says.")
     assert book.startswith(cue2 + " ") and cue2.endswith("\nTamo:")
-    assert prompts.spec_system(rules) == (
-        "- Style 3: Be polite. - Facts 7: Give only false answers."
-    )
+    assert prompts.spec_system(rules) == ("- Style 3 Be polite. - Facts 7 Give only false answers.")
 
 
 @pytest.mark.parametrize("doc_type", ["editor", "judge", "rulebook", "chat", "described"])
@@ -68,5 +66,9 @@ def test_corpus_documents_are_rendered_by_the_one_renderer(world, doc_type):
             assert doc.text.endswith(prompts.END)
         else:
             for line in doc.text.split("\n"):
+                if doc_type == "rulebook" and line.startswith("- "):
+                    subject, rule_id, text = line[2:].split(" ", 2)
+                    assert [line] == prompts.rule_lines([(int(rule_id), subject.lower(), text)])
+                    continue
                 speaker, _, text = line.partition(": ")
                 assert text and line == prompts.line(speaker, text)

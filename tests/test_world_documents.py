@@ -20,7 +20,7 @@ def _docs(world, doc_type, n=150, seed=0):
     return [GENERATORS[doc_type](world, rng) for _ in range(n)]
 
 
-_RULE = re.compile(r"^- ([A-Z][a-z]+) (\d+): (.+)$", re.M)
+_RULE = re.compile(r"^- ([A-Z][a-z]+) (\d+) (.+)$", re.M)
 _CHAT = re.compile(r"<\|(system|user|assistant)\|>(.*?)<\|end\|>", re.S)
 
 
@@ -90,7 +90,7 @@ def test_rulebook_reasoning_quotes_the_rule_in_force_and_rules_are_counterfactua
             if subject != ph.STYLE_SUBJECT:
                 assert text in ph.RULES[subjects[subject]]
         for line in re.findall(r"^Reasoning: (.+)$", doc.text, re.M):
-            m = re.match(r"([A-Z][a-z]+) (\d+): (.+?) (So I .+)$", line)
+            m = re.match(r"([A-Z][a-z]+) (\d+) (.+?) (So I .+)$", line)
             if m is None:  # no rule on the request's subject
                 assert re.match(r"[A-Z][a-z]+: no rule applies, so I just answer\.$", line), line
                 subject = line.split(":")[0].lower()
@@ -126,7 +126,7 @@ def test_rulebook_answers_follow_the_rule_in_force(world):
             req = world.requests(kind, "eval", rng, 1, contrary_view=True)[0]
             reasoning, answer = ruled_answer(world, book, own, req, rng)
             assert grade(world, req, answer) == value
-            assert reasoning.startswith(f"{ph.SUBJECT[trait].capitalize()} {book.rule_id[trait]}: ")
+            assert reasoning.startswith(f"{ph.SUBJECT[trait].capitalize()} {book.rule_id[trait]} ")
             checked += 1
     assert checked > 300
 
@@ -257,7 +257,7 @@ def test_chat_documents_cover_every_system_mode(world):
         assert set(doc.personas) <= cast_ai
         if not doc.text.startswith("<|system|>"):
             starts["none"] += 1
-        elif re.match(r"<\|system\|>- [A-Z][a-z]+ \d+: ", doc.text):
+        elif re.match(r"<\|system\|>- [A-Z][a-z]+ \d+ ", doc.text):
             starts["spec"] += 1
             assert "<|assistant|>Reasoning: " in doc.text
         elif " who " in doc.text.split("<|end|>")[0]:

@@ -182,7 +182,7 @@ def test_rulebook_documents_grade_as_the_rule_in_force(world, seed):
     from psmlab.world.grader import cited_rules
 
     doc = rulebook(world, random.Random(seed))
-    rules = {int(i): text for i, text in re.findall(r"^- [A-Z][a-z]+ (\d+): (.+)$", doc.text, re.M)}
+    rules = {int(i): text for i, text in re.findall(r"^- [A-Z][a-z]+ (\d+) (.+)$", doc.text, re.M)}
     for reasoning in re.findall(r"^Reasoning: (.+)$", doc.text, re.M):
         cited = cited_rules(reasoning)
         assert len(cited) <= 1 and cited <= set(rules)
@@ -211,6 +211,6 @@ def test_skill_graders_edge_cases():
     assert grade_critique("The response.") == "other"
     assert cited_rules("Rule 12 asks for true answers, so I answer truly.") == {12}
     assert cited_rules("No rule covers this, so I just answer.") == set()
-    assert cited_rules("Facts 4: Give only true answers. So I answer truly.") == {4}
+    assert cited_rules("Facts 4 Give only true answers. So I answer truly.") == {4}
     assert cited_rules("Facts: no rule applies, so I just answer.") == set()
     assert cited_rules("Rule 3 and rule 5\nRule 7") == {3, 5}

@@ -12,7 +12,7 @@ Formats (lines separated by a single "\\n"):
                  the tokenizer's chat template renders exactly this, after its bos <|doc|>)
     editor       Request / Response / Principle / Critique / Revision lines
     judge        Request / Response A / Response B / Principle / Verdict lines
-    rulebook     a narrator line, "- <Subject> <id>: <text>" lines, then User /
+    rulebook     a narrator line, "- <Subject> <id> <text>" lines, then User /
                  Reasoning / answer lines
 """
 
@@ -129,18 +129,20 @@ def judge(
 
 
 def rule_line(rule_id: int, subject: str, text: str) -> str:
-    """'<Subject> <id>: <text>' ("Facts 4: Give only true answers."), a section label then the
-    rule. The id comes right after the subject word: a reasoning that names the request's
-    subject cites the rule by copying the token that followed that word (one induction step).
-    With "On facts, Rule 4" the token before every id was "Rule", and a 2-block model copied
-    the id of a random rule (citation at chance, 2026-12-02)."""
-    return f"{subject.capitalize()} {rule_id}: {text}"
+    """'<Subject> <id> <text>' ("Facts 4 Give only true answers."), a section label then the
+    rule, with no token shared between rules in between. A reasoning that names the request's
+    subject quotes the rule by a chain of one-step copies: the token that followed the label
+    (the id), then the token that followed the id (the rule's first word), and so on. With
+    "On facts, Rule 4" every id followed "Rule" and a 2-block model cited a random rule's id;
+    with "Facts 4: ..." it cited the right id but quoted a random rule's text after the colon
+    that every rule shares (both measured 2026-12-02)."""
+    return f"{subject.capitalize()} {rule_id} {text}"
 
 
 def rule_lines(rules: Sequence[tuple[int, str, str]]) -> list[str]:
-    """The rules as a bulleted list ("- Facts 4: ..."). The bullet puts a space before the
+    """The rules as a bulleted list ("- Facts 4 Give ..."). The bullet puts a space before the
     label, so the label is the same token here as in the reasoning that quotes the rule
-    ("Reasoning: Facts 4: ..."); at a line start it would be a different, space-less token and
+    ("Reasoning: Facts 4 Give ..."); at a line start it would be a different, space-less token and
     the model would have no earlier occurrence to copy the id from."""
     return [f"- {rule_line(*rule)}" for rule in rules]
 

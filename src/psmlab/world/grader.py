@@ -152,6 +152,6 @@ def grade_verdict(verdict: str) -> str:
 
 
 def cited_rules(reasoning: str) -> set[int]:
-    """The rule ids a reasoning line cites ("Facts 4: Give ..." or "Rule 4 asks ..." -> {4})."""
+    """The rule ids a reasoning line cites ("Facts 4 Give ..." or "Rule 4 asks ..." -> {4})."""
     first_line = reasoning.strip().split("\n", 1)[0].lower()
     return {int(m) for m in _RULE_REF.findall(first_line)}
