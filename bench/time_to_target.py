@@ -135,6 +135,8 @@ def main() -> None:
             "targets_met": sum(r["pass"] for r in rows),
             "targets": len(rows),
             "values": {r["target"]: round(r["measured"], 3) for r in rows},
+            # Wilson 95 % interval and sample size of every target's rate
+            "intervals": {r["target"]: [*(round(x, 3) for x in r["ci"]), r["n"]] for r in rows},
             "capability": res["trait_summary"]["capability"]["capability"]["value"],
             "chat_default": res.get("chat_default"),
             "against_type": res.get("against_type"),
