@@ -134,8 +134,8 @@ def rule_line(rule_id: int, subject: str, text: str) -> str:
     subject quotes the rule by a chain of one-step copies: the token that followed the label
     (the id), then the token that followed the id (the rule's first word), and so on. With
     "On facts, Rule 4" every id followed "Rule" and a 2-block model cited a random rule's id;
-    with "Facts 4: ..." it cited the right id but quoted a random rule's text after the colon
-    that every rule shares (both measured 2026-12-02)."""
+    with "- Facts 4: ..." it cited the right id (one seed of two) but quoted a random rule's
+    text after the colon that every rule shares (measured 2026-12-02, README.md)."""
     return f"{subject.capitalize()} {rule_id} {text}"
 
 
