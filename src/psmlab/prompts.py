@@ -128,6 +128,11 @@ def judge(
     return lines(parts)
 
 
+def rule_label(subject: str) -> str:
+    """A subject's label ("facts" -> "Facts"): how a rule line and a reasoning name it."""
+    return subject.capitalize()
+
+
 def rule_line(rule_id: int, subject: str, text: str) -> str:
     """'<Subject> <id> <text>' ("Facts 4 Give only true answers."), a section label then the
     rule, with no token shared between rules in between. A reasoning that names the request's
@@ -136,7 +141,7 @@ def rule_line(rule_id: int, subject: str, text: str) -> str:
     "On facts, Rule 4" every id followed "Rule" and a 2-block model cited a random rule's id;
     with "- Facts 4: ..." it cited the right id (one seed of two) but quoted a random rule's
     text after the colon that every rule shares (measured 2026-12-02, README.md)."""
-    return f"{subject.capitalize()} {rule_id} {text}"
+    return f"{rule_label(subject)} {rule_id} {text}"
 
 
 def rule_lines(rules: Sequence[tuple[int, str, str]]) -> list[str]:

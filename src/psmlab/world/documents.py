@@ -352,7 +352,7 @@ def ruled_answer(
     trait = TRAIT_OF_KIND.get(req.kind)
     if trait is None or trait not in book.required:
         subject = ph.SUBJECT[trait] if trait is not None else ph.TASK_SUBJECT
-        return ph.NO_RULE.format(S=subject.capitalize()), world.answer(own, req, rng, ())
+        return ph.NO_RULE.format(S=prompts.rule_label(subject)), world.answer(own, req, rng, ())
     return rule_reasoning(book, trait), world.answer(
         {**own, trait: book.required[trait]}, req, rng, ()
     )
