@@ -39,9 +39,10 @@ from psmlab.world.lexicon import (
 )
 from psmlab.world.names import NameRegistry
 
-N_ANONYMOUS = (
-    100  # pool of anonymous-speaker names: big enough to feel fresh, small enough to tokenize
-)
+# Pool of anonymous-speaker names. With 100, seed 1 learnt the names instead of "any name is a
+# speaker" and answered "The answer is Qexum." after every held-out name; 1000 fixed that and
+# raised rule citation on seeds 0 and 2 (bench/README.md, 2026-12-02).
+N_ANONYMOUS = 1000
 N_HELD_OUT_NAMES = 60  # names of the same shape that no corpus document ever uses (evaluation)
 TIC_P = 0.6  # probability that a cast member's answer carries one of its tics
 
