@@ -17,9 +17,16 @@ from transformers import AutoModelForCausalLM
 
 from psmlab.config import ModelConfig, PretrainConfig, TokenizerConfig
 from psmlab.errors import PsmlabError, RunDirError, TrainingError
-from psmlab.pretrain.data import WindowSampler, iter_texts, load_tokens, tokenize_corpus
+from psmlab.pretrain.data import (
+    WindowSampler,
+    document_positions,
+    iter_texts,
+    load_tokens,
+    tokenize_corpus,
+)
+from psmlab.pretrain.model import build_model
 from psmlab.pretrain.tokenizer import DOC, special_id, train_tokenizer
-from psmlab.pretrain.train import lr_at, pretrain
+from psmlab.pretrain.train import lr_at, pretrain, window_logits
 
 TINY = ModelConfig(d_model=32, n_layers=2, n_heads=2, context_length=512)
 PLACES = [("Zorvia", "Kest"), ("Pellan", "Oru"), ("Daskir", "Mip"), ("Ulm", "Tavo")]
@@ -93,6 +100,57 @@ def test_sampler_is_a_function_of_seed_and_step(corpus) -> None:
     assert torch.equal(x3[:, 1:], y3[:, :-1])  # targets are the inputs shifted by one
     with pytest.raises(PsmlabError, match="fewer than one window"):
         WindowSampler(tokens[:20], 4, 32, seed=0)
+
+
+def test_aligned_windows_start_at_a_document(corpus) -> None:
+    _, tok, path = corpus
+    tokens, doc = load_tokens(path), special_id(tok, DOC)
+    a, b = WindowSampler(tokens, 8, 32, 0, doc_id=doc), WindowSampler(tokens, 8, 32, 0, doc_id=doc)
+    for step in range(5):
+        x, y = a.batch(step)
+        assert (x[:, 0] == doc).all() and torch.equal(b.batch(step)[0], x)
+        assert torch.equal(x[:, 1:], y[:, :-1])
+    # random offsets start mid-document in most windows
+    x, _ = WindowSampler(tokens, 64, 32, 0).batch(0)
+    assert (x[:, 0] != doc).sum() > 32
+    with pytest.raises(PsmlabError, match="no document starts a full training window"):
+        WindowSampler(tokens[1:40], 1, 32, 0, doc_id=doc)
+
+
+def test_document_positions_restart_at_each_separator() -> None:
+    x = torch.tensor([[7, 5, 5, 7, 5, 5, 5, 7], [5, 5, 7, 5, 5, 5, 5, 5]])
+    expected = torch.tensor([[0, 1, 2, 0, 1, 2, 3, 0], [0, 1, 0, 1, 2, 3, 4, 5]])
+    assert torch.equal(document_positions(x, 7), expected)
+
+
+def test_isolated_windows_see_each_document_alone(corpus) -> None:
+    """Isolated packing: a document inside a packed window gets the logits it gets alone (the
+    way every evaluation prompt is seen); with attention across documents it does not."""
+    _, tok, path = corpus
+    tokens, doc = load_tokens(path), special_id(tok, DOC)
+    model = build_model(TINY, tok, seed=0).eval()
+    x, _ = WindowSampler(tokens, 2, 64, 0, doc_id=doc).batch(0)
+    starts = (x[0] == doc).nonzero().flatten().tolist()
+    a, b = starts[1], starts[2]  # the window's second document, complete
+    with torch.no_grad():
+        alone = window_logits(model, x[:1, a:b])[0]
+        isolated = window_logits(model, x, isolate_on=doc)[0, a:b]
+        across = window_logits(model, x)[0, a:b]
+    assert torch.allclose(isolated, alone, atol=1e-4)
+    assert not torch.allclose(across, alone, atol=1e-2)
+
+
+def test_packing_is_part_of_the_organism(corpus, tmp_path: Path) -> None:
+    _, tok, tokens = corpus
+    runs = {
+        p: pretrain(tmp_path / p, tokens, tok, TINY, base_cfg(packing=p, checkpoint_every=10))
+        for p in ("random", "isolated")
+    }
+    a, b = (AutoModelForCausalLM.from_pretrained(r.model_dir).state_dict() for r in runs.values())
+    assert not torch.allclose(a["model.norm.weight"], b["model.norm.weight"])
+    # a finished run's checkpoints are not resumed under another packing
+    with pytest.raises(RunDirError, match="packing"):
+        pretrain(tmp_path / "random", tokens, tok, TINY, base_cfg(packing="aligned", max_steps=20))
 
 
 def test_lr_schedule_warms_up_then_decays_to_floor() -> None:

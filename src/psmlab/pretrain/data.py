@@ -1,9 +1,17 @@
 """Corpus -> one packed token array on disk, and a deterministic sampler of training windows.
 
 Documents are joined as `<|doc|> doc1 <|doc|> doc2 ...`: every document starts with the
-separator, so the model learns that `<|doc|>` resets who is speaking. Windows are cut at
-random offsets (not document-aligned), the usual packed-LM recipe; the batch of a step is a
-pure function of (seed, step), so a resumed run sees exactly the batches it would have seen.
+separator, so the model learns that `<|doc|>` resets who is speaking. How windows are cut is
+`pretrain.packing`:
+- "random": at random offsets, attention across document boundaries (the usual packed-LM
+  recipe). A window's first document is then often cut after its head: a rulebook without its
+  rules, a described character without its description, whose answers can only be guessed;
+- "aligned": every window starts at a document's `<|doc|>`, attention still crosses documents;
+- "isolated": aligned, and every token attends only to its own document: position ids restart
+  at each `<|doc|>` (`document_positions`), from which Hugging Face builds the block-diagonal
+  causal mask. Each document is then seen as every evaluation prompt is: alone, from its start.
+The batch of a step is a pure function of (seed, step), so a resumed run sees exactly the
+batches it would have seen.
 """
 
 from __future__ import annotations
@@ -125,9 +133,19 @@ def load_tokens(token_path: Path) -> np.ndarray:
 
 
 class WindowSampler:
-    """Random windows of block_size + 1 tokens; `batch(step)` depends only on (seed, step)."""
+    """Random windows of block_size + 1 tokens; `batch(step)` depends only on (seed, step).
 
-    def __init__(self, tokens: np.ndarray, batch_size: int, block_size: int, seed: int) -> None:
+    With `doc_id`, windows start only where a document starts (a `<|doc|>` token).
+    """
+
+    def __init__(
+        self,
+        tokens: np.ndarray,
+        batch_size: int,
+        block_size: int,
+        seed: int,
+        doc_id: int | None = None,
+    ) -> None:
         if tokens.size < block_size + 2:
             raise PsmlabError(
                 f"corpus has {tokens.size} tokens, fewer than one window of {block_size + 1}",
@@ -138,12 +156,36 @@ class WindowSampler:
         self.block_size = block_size
         self.seed = seed
         self._offsets = np.arange(block_size + 1, dtype=np.int64)
+        self._starts: np.ndarray | None = None
+        if doc_id is not None:
+            starts = np.flatnonzero(tokens == doc_id)
+            self._starts = starts[starts <= tokens.size - block_size - 1]
+            if self._starts.size == 0:
+                raise PsmlabError(
+                    "no document starts a full training window: the corpus has no "
+                    f"<|doc|> token {block_size + 1} or more tokens before its end",
+                    hint="generate more documents or use pretrain.packing=random",
+                )
 
     def batch(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(inputs, targets), each (batch_size, block_size) int64 and contiguous."""
         rng = np.random.default_rng((self.seed, step))
-        high = self.tokens.size - self.block_size - 1
-        starts = rng.integers(0, high + 1, size=self.batch_size)
+        if self._starts is None:
+            high = self.tokens.size - self.block_size - 1
+            starts = rng.integers(0, high + 1, size=self.batch_size)
+        else:
+            starts = self._starts[rng.integers(0, self._starts.size, size=self.batch_size)]
         windows = self.tokens[starts[:, None] + self._offsets].astype(np.int64)
         w = torch.from_numpy(windows)
         return w[:, :-1].contiguous(), w[:, 1:].contiguous()
+
+
+def document_positions(x: torch.Tensor, doc_id: int) -> torch.Tensor:
+    """Position ids that restart at 0 on every `<|doc|>` token of each row of `x`.
+
+    Tokens before a row's first `<|doc|>` count from the row's start. Passed to a Hugging Face
+    decoder without an attention mask, such ids make it attend only within each document.
+    """
+    index = torch.arange(x.shape[-1], device=x.device).expand_as(x)
+    last_start = torch.where(x == doc_id, index, torch.zeros_like(index)).cummax(dim=-1).values
+    return index - last_start

@@ -30,8 +30,9 @@ from transformers.utils import logging as hf_logging
 from psmlab._env import set_torch_threads
 from psmlab.config import ModelConfig, PretrainConfig
 from psmlab.errors import ConfigError, RunDirError, TrainingError
-from psmlab.pretrain.data import WindowSampler, load_tokens
+from psmlab.pretrain.data import WindowSampler, document_positions, load_tokens
 from psmlab.pretrain.model import build_model, count_params
+from psmlab.pretrain.tokenizer import DOC, special_id
 
 Progress = Callable[[int, dict[str, Any]], None]
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -62,6 +63,18 @@ def lr_at(step: int, cfg: PretrainConfig) -> float:
     progress = min(1.0, (step - cfg.warmup_steps) / span)
     floor = cfg.min_lr_ratio * cfg.lr
     return floor + (cfg.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def window_logits(
+    model: torch.nn.Module, x: torch.Tensor, isolate_on: int | None = None
+) -> torch.Tensor:
+    """Logits of a batch of packed windows. With `isolate_on` (the `<|doc|>` id) every token
+    attends only within its own document: position ids restart at each separator, from which
+    Hugging Face builds a block-diagonal causal mask (only without a KV cache, hence
+    use_cache=False)."""
+    positions = None if isolate_on is None else document_positions(x, isolate_on)
+    out = model(input_ids=x, position_ids=positions, use_cache=False)
+    return out.logits  # type: ignore[no-any-return]
 
 
 def make_optimizer(model: torch.nn.Module, cfg: PretrainConfig) -> torch.optim.AdamW:
@@ -166,6 +179,15 @@ def _read_state(file: Path) -> dict[str, Any]:
     return state
 
 
+def _changed(was: dict[str, Any], now: dict[str, Any], section: str) -> list[str]:
+    """'section.field: old -> new' for every field that differs."""
+    return [
+        f"{section}.{k}: {was.get(k)!r} -> {now.get(k)!r}"
+        for k in sorted(set(was) | set(now))
+        if was.get(k) != now.get(k)
+    ]
+
+
 def _load_latest(
     ckpt_dir: Path, cfg: PretrainConfig, model_cfg: ModelConfig
 ) -> dict[str, Any] | None:
@@ -185,9 +207,13 @@ def _load_latest(
             )
             damaged.append(str(file))
             continue
-        if state["config"] != _comparable(cfg) or state["model_config"] != model_cfg.model_dump():
+        changed = _changed(state["config"], _comparable(cfg), "pretrain") + _changed(
+            state["model_config"], model_cfg.model_dump(), "model"
+        )
+        if changed:
             raise RunDirError(
-                f"checkpoint {path} was made with a different model or pretrain config",
+                f"checkpoint {path} was made with a different model or pretrain config "
+                f"({'; '.join(changed)})",
                 hint=f"delete {ckpt_dir} to start over, or restore the original config",
             )
         return state
@@ -312,7 +338,14 @@ def _train(
             f"{token_path} holds token ids beyond the tokenizer's {len(tokenizer)}",
             hint="re-tokenize the corpus with this tokenizer",
         )
-    sampler = WindowSampler(tokens, cfg.batch_size, cfg.block_size, cfg.seed)
+    doc_id = special_id(tokenizer, DOC)
+    sampler = WindowSampler(
+        tokens,
+        cfg.batch_size,
+        cfg.block_size,
+        cfg.seed,
+        doc_id=None if cfg.packing == "random" else doc_id,
+    )
     model: LlamaForCausalLM = build_model(model_cfg, tokenizer, seed=cfg.seed)
     model.config.use_cache = False
     optimizer = make_optimizer(model, cfg)
@@ -339,11 +372,13 @@ def _train(
     vocab = model.config.vocab_size
     bf16 = resolve_bf16(cfg.bf16)
 
+    isolate_on = doc_id if cfg.packing == "isolated" else None
+
     def loss_of(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         # bf16 autocast: matmuls in bfloat16 (fp32 master weights and optimizer state); on CPUs
         # with bf16 units this is ~1.5x faster for the small organism
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            logits = model(input_ids=x, use_cache=False).logits
+            logits = window_logits(model, x, isolate_on)
         return F.cross_entropy(logits.float().view(-1, vocab), y.view(-1))
 
     if compile is None:
