@@ -1,0 +1,143 @@
+"""How the rulebook skill fails: which id a reasoning cites and which rule text it quotes.
+
+Loads one checkpoint that `bench/time_to_target.py` kept (bench/out/ttt-<tag>/checkpoints/
+step_<step>), builds `--n` rulebook probes per form (narrator and chat) on eval-split requests,
+answers them greedily as the fidelity stage does (reasoning, then answer), and counts per form
+and ruled trait:
+
+cite   ok | another rule's id from the same book | an id in no rule of the book | no id
+quote  the book's rule on the request's subject | that subject's opposite rule (the one another
+       book would hold: "Never" for "Always reveal secrets.") | something else
+follow the answer graded as the value the rule requires
+
+    .venv/bin/python bench/time_to_target.py --every 600 --tag s1 --set world.seed=1 ...
+    .venv/bin/python bench/rulebook_errors.py --tag s1 --seed 1 --step 2400
+
+The world and model config are rebuilt from the preset with `--seed` as world and pretraining
+seed (pass the same `--set` overrides the bench run had). Writes
+bench/out/rulebook_errors-<tag>-<step>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import sys
+from collections import Counter
+from pathlib import Path
+
+from psmlab import _env  # noqa: F401  (offline + OpenMP env before torch)
+
+OUT = Path(__file__).resolve().parent / "out"
+
+
+def _cite_kind(cited: set[int], want: int, ids: set[int]) -> str:
+    if cited == {want}:
+        return "ok"
+    if not cited:
+        return "no id"
+    return "another rule's id" if cited & ids else "id in no rule"
+
+
+def _quote_kind(reasoning: str, rule: str, opposite: str) -> str:
+    if rule in reasoning:
+        return "the rule"
+    return "the opposite rule" if opposite in reasoning else "other"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("--tag", required=True, help="the time_to_target run (bench/out/ttt-<tag>)")
+    ap.add_argument("--step", type=int, required=True, help="its checkpoint step")
+    ap.add_argument("--seed", type=int, default=0, help="world and pretraining seed of the run")
+    ap.add_argument("--preset", default="quick")
+    ap.add_argument("--set", dest="sets", action="append", default=[])
+    ap.add_argument("--n", type=int, default=64, help="probes per form")
+    args = ap.parse_args()
+
+    import torch
+
+    from psmlab import prompts
+    from psmlab._env import set_torch_threads
+    from psmlab.config import build_config
+    from psmlab.internals.generation import generate_batch
+    from psmlab.pretrain.model import build_model
+    from psmlab.pretrain.tokenizer import load_tokenizer, newline_token_id, special_id
+    from psmlab.skills import rulebook_probe
+    from psmlab.world import World
+    from psmlab.world import phrasing as ph
+    from psmlab.world.cast import TRAIT_VALUES, Trait
+    from psmlab.world.grader import cited_rules, grade
+
+    seeds = [f"world.seed={args.seed}", f"pretrain.seed={args.seed}"]
+    cfg = build_config(args.preset, overrides=[*seeds, *args.sets])
+    set_torch_threads(cfg.pretrain.threads)
+    work = OUT / f"ttt-{args.tag}"
+    state = work / "checkpoints" / f"step_{args.step}" / "state.pt"
+    if not state.is_file():
+        sys.exit(f"no checkpoint at {state}: run bench/time_to_target.py --tag {args.tag} first")
+    world = World.build(cfg.world)
+    tokenizer = load_tokenizer(work / "model")
+    model = build_model(cfg.model, tokenizer)
+    model.load_state_dict(torch.load(state, weights_only=True)["model"])
+    model.eval()
+
+    rng = random.Random(cfg.fidelity.seed)
+    probes = [
+        rulebook_probe(world, rng, form) for form in ("narrator", "chat") for _ in range(args.n)
+    ]
+    doc_id = special_id(tokenizer, prompts.DOC)
+    stop = [newline_token_id(tokenizer), doc_id, tokenizer.eos_token_id]
+
+    def complete(texts: list[str]) -> list[str]:
+        ids = [[doc_id, *tokenizer.encode(t, add_special_tokens=False)] for t in texts]
+        gens = generate_batch(
+            model, tokenizer, ids, max_new_tokens=cfg.fidelity.max_new_tokens,
+            batch_size=cfg.fidelity.batch_size, greedy=True, stop_token_ids=stop,
+        )  # fmt: skip
+        return [g.text.split("\n")[0] for g in gens]
+
+    first = complete([p.prompt for p in probes])
+    answers = complete([p.prompt + f + str(p.then) for p, f in zip(probes, first, strict=True)])
+
+    counts: Counter[tuple[str, str, str, str]] = Counter()
+    examples: list[dict[str, object]] = []
+    for probe, reasoning, answer in zip(probes, first, answers, strict=True):
+        book = probe.case
+        form, trait_name = probe.key
+        trait = Trait(trait_name)
+        want = book.rule_id[trait]
+        side = TRAIT_VALUES[trait].index(book.required[trait])
+        cite = _cite_kind(cited_rules(reasoning), want, {r[0] for r in book.rules})
+        quote = _quote_kind(reasoning, ph.RULES[trait][side], ph.RULES[trait][1 - side])
+        follows = grade(world, probe.request, answer.strip()) == probe.expected
+        counts[(form, trait_name, "cite", cite)] += 1
+        counts[(form, trait_name, "quote", quote)] += 1
+        counts[(form, trait_name, "follow", "yes" if follows else "no")] += 1
+        if (cite != "ok" or quote != "the rule") and len(examples) < 20:
+            examples.append(
+                {"form": form, "trait": trait_name, "rules": book.rules, "wanted_id": want,
+                 "reasoning": reasoning.strip(), "answer": answer.strip()}
+            )  # fmt: skip
+
+    table: dict[str, dict[str, dict[str, dict[str, int]]]] = {}
+    for (form, trait_name, what, kind), n in sorted(counts.items()):
+        table.setdefault(form, {}).setdefault(trait_name, {}).setdefault(what, {})[kind] = n
+    for form, traits in table.items():
+        for trait_name, whats in traits.items():
+            cells = "  ".join(
+                f"{what}: " + ", ".join(f"{k} {n}" for k, n in kinds.items())
+                for what, kinds in whats.items()
+            )
+            print(f"{form:8s} {trait_name:10s} {cells}")
+    path = OUT / f"rulebook_errors-{args.tag}-{args.step}.json"
+    OUT.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"tag": args.tag, "step": args.step, "seed": args.seed,
+                                "n_per_form": args.n, "counts": table, "examples": examples},
+                               indent=1))  # fmt: skip
+    print(f"-> {path}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
