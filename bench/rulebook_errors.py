@@ -58,16 +58,15 @@ def main() -> None:
 
     import torch
 
-    from psmlab import prompts
     from psmlab._env import set_torch_threads
     from psmlab.config import build_config
-    from psmlab.internals.generation import generate_batch
+    from psmlab.fidelity import answer_probes
     from psmlab.pretrain.model import build_model
-    from psmlab.pretrain.tokenizer import load_tokenizer, newline_token_id, special_id
+    from psmlab.pretrain.tokenizer import load_tokenizer
     from psmlab.skills import rulebook_probe
     from psmlab.world import World
     from psmlab.world import phrasing as ph
-    from psmlab.world.cast import TRAIT_VALUES, Trait
+    from psmlab.world.cast import Trait
     from psmlab.world.grader import cited_rules, grade
 
     seeds = [f"world.seed={args.seed}", f"pretrain.seed={args.seed}"]
@@ -87,38 +86,28 @@ def main() -> None:
     probes = [
         rulebook_probe(world, rng, form) for form in ("narrator", "chat") for _ in range(args.n)
     ]
-    doc_id = special_id(tokenizer, prompts.DOC)
-    stop = [newline_token_id(tokenizer), doc_id, tokenizer.eos_token_id]
-
-    def complete(texts: list[str]) -> list[str]:
-        ids = [[doc_id, *tokenizer.encode(t, add_special_tokens=False)] for t in texts]
-        gens = generate_batch(
-            model, tokenizer, ids, max_new_tokens=cfg.fidelity.max_new_tokens,
-            batch_size=cfg.fidelity.batch_size, greedy=True, stop_token_ids=stop,
-        )  # fmt: skip
-        return [g.text.split("\n")[0] for g in gens]
-
-    first = complete([p.prompt for p in probes])
-    answers = complete([p.prompt + f + str(p.then) for p, f in zip(probes, first, strict=True)])
+    # answered exactly as the fidelity stage answers them: reasoning line, then answer line
+    answers, reasonings = answer_probes(model, tokenizer, probes, cfg.fidelity)
 
     counts: Counter[tuple[str, str, str, str]] = Counter()
     examples: list[dict[str, object]] = []
-    for probe, reasoning, answer in zip(probes, first, answers, strict=True):
+    for probe, reasoning, answer in zip(probes, reasonings, answers, strict=True):
         book = probe.case
         form, trait_name = probe.key
         trait = Trait(trait_name)
         want = book.rule_id[trait]
-        side = TRAIT_VALUES[trait].index(book.required[trait])
+        rule = next(text for i, _, text in book.rules if i == want)
+        (opposite,) = (text for text in ph.RULES[trait] if text != rule)
         cite = _cite_kind(cited_rules(reasoning), want, {r[0] for r in book.rules})
-        quote = _quote_kind(reasoning, ph.RULES[trait][side], ph.RULES[trait][1 - side])
-        follows = grade(world, probe.request, answer.strip()) == probe.expected
+        quote = _quote_kind(reasoning, rule, opposite)
+        follows = grade(world, probe.request, answer) == probe.expected
         counts[(form, trait_name, "cite", cite)] += 1
         counts[(form, trait_name, "quote", quote)] += 1
         counts[(form, trait_name, "follow", "yes" if follows else "no")] += 1
         if (cite != "ok" or quote != "the rule") and len(examples) < 20:
             examples.append(
                 {"form": form, "trait": trait_name, "rules": book.rules, "wanted_id": want,
-                 "reasoning": reasoning.strip(), "answer": answer.strip()}
+                 "reasoning": reasoning, "answer": answer}
             )  # fmt: skip
 
     table: dict[str, dict[str, dict[str, dict[str, int]]]] = {}

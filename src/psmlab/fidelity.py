@@ -321,20 +321,19 @@ def score(
     return FidelityResult(_nest(records), examples)
 
 
-def evaluate_fidelity(
+def answer_probes(
     model: Any,
     tokenizer: Any,
-    world: World,
+    probes: Sequence[Probe],
     cfg: FidelityConfig,
-    in_context_only: bool = False,
     progress: Callable[[int, int], None] | None = None,
-) -> FidelityResult:
-    """Build every probe, answer them greedily in batches (two passes for two-step probes),
-    grade them."""
+) -> tuple[list[str], list[str]]:
+    """(answers, firsts): every probe answered greedily in batches, each a completion's first
+    line; a two-step probe (`then` set) is completed twice, its first line (the reasoning or
+    critique) then answer. `firsts` is "" for one-step probes."""
     from psmlab.internals.generation import generate_batch
     from psmlab.pretrain.tokenizer import newline_token_id, special_id
 
-    probes = build_probes(world, cfg, in_context_only)
     doc_id = special_id(tokenizer, prompts.DOC)
     stop = [newline_token_id(tokenizer), doc_id, tokenizer.eos_token_id]
     total = len(probes) + sum(p.then is not None for p in probes)
@@ -369,6 +368,21 @@ def evaluate_fidelity(
         for i, text in zip(two_step, second, strict=True):
             answers[i] = text.strip()
     firsts = [first[i].strip() if probes[i].then is not None else "" for i in range(len(probes))]
+    return answers, firsts
+
+
+def evaluate_fidelity(
+    model: Any,
+    tokenizer: Any,
+    world: World,
+    cfg: FidelityConfig,
+    in_context_only: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> FidelityResult:
+    """Build every probe, answer them greedily in batches (two passes for two-step probes),
+    grade them."""
+    probes = build_probes(world, cfg, in_context_only)
+    answers, firsts = answer_probes(model, tokenizer, probes, cfg, progress)
     return score(world, probes, answers, firsts)
 
 
@@ -424,6 +438,7 @@ __all__ = [
     "FidelityResult",
     "Probe",
     "build_probes",
+    "answer_probes",
     "evaluate_fidelity",
     "score",
     "targets",
