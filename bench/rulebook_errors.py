@@ -87,7 +87,9 @@ def main() -> None:
         rulebook_probe(world, rng, form) for form in ("narrator", "chat") for _ in range(args.n)
     ]
     # answered exactly as the fidelity stage answers them: reasoning line, then answer line
-    answers, reasonings = answer_probes(model, tokenizer, probes, cfg.fidelity)
+    answers, reasonings = answer_probes(
+        model, tokenizer, probes, cfg.fidelity.batch_size, cfg.fidelity.max_new_tokens
+    )
 
     counts: Counter[tuple[str, str, str, str]] = Counter()
     examples: list[dict[str, object]] = []

@@ -137,6 +137,66 @@ def pretrain(
 
 
 @app.command()
+def align(
+    technique: Annotated[
+        str,
+        typer.Option(
+            "--technique",
+            "-t",
+            help="rlhf | cai | deliberative | prompt (pure-mask reference) | filtered (deep "
+            "reference)",
+        ),
+    ],
+    variant: Annotated[
+        str | None,
+        typer.Option("--variant", help="rlhf's variant: dpo (DPO on the same preferences)"),
+    ] = None,
+    preset: Preset = "quick",
+    config: ConfigFile = None,
+    set_: Sets = None,
+    name: Name = None,
+    runs_dir: RunsDir = Path("runs"),
+    force: Force = False,
+) -> None:
+    """Post-train the run's base model with one technique (writing the world and pretraining
+    first if needed), then measure the default Assistant, latent retention of the unaligned
+    cast and a persona-modulation slip, next to the base model."""
+    from psmlab.stages.align import preflight, technique_stage
+    from psmlab.stages.behaviour import stage_name
+
+    stage = technique_stage(technique, variant)
+    cfg = _config(preset, config, set_, name)
+    preflight(cfg, RunDir(runs_dir / cfg.name))  # before anything is written
+    targets = [stage_name("pretrain"), stage_name(stage)]
+    _run_stages(targets, preset, config, set_, name, runs_dir, force)
+    _print_behaviour(RunDir.open_existing(runs_dir / cfg.name), stage, UI())
+
+
+def _print_behaviour(run: RunDir, stage: str, ui: UI) -> None:
+    """The model next to the base model: default behaviour, retention, slip, and targets."""
+    from rich.table import Table
+
+    from psmlab.stages.behaviour import stage_name, targets
+
+    report = {
+        stage_name(m): json.loads((run.stage_dir(stage_name(m)) / "behaviour.json").read_text())
+        for m in ("pretrain", stage)
+    }
+    table = Table(title=f"'{stage}' against the base model (eval split, 95% Wilson intervals)")
+    for col in ("target", stage, "95% CI", "met"):
+        table.add_column(col)
+    for row in targets(report, stage):
+        r = row["rate"]
+        table.add_row(
+            row["target"],
+            f"{r['value']:.3f}",
+            f"[{r['low']:.3f}, {r['high']:.3f}]",
+            "yes" if row["pass"] else "[bold red]no[/bold red]",
+        )
+    ui.console.print(table)
+
+
+@app.command()
 def fidelity(
     run_dir: Annotated[Path, typer.Argument(help="a run directory holding a finished world stage")],
     checkpoint: Annotated[

@@ -219,6 +219,210 @@ class DirectionsConfig(_Strict):
     batch_size: int = Field(32, ge=1, description="transcripts per forward pass")
 
 
+class AlignDataConfig(_Strict):
+    """Post-training data: chat-form requests from the world's post split only."""
+
+    seed: int = Field(0, description="seed of the demonstrations, prompts and replay draws")
+    demonstrations: int = Field(1200, ge=4, description="human-written Assistant chats (SFT)")
+    uncovered: list[str] = Field(
+        default_factory=lambda: ["fact:inventor", "hazard:recipe", "task:first"],
+        description="request types (kind:form) no demonstration shows, so the evaluation "
+        "measures generalisation to them rather than memory of demonstrated ones",
+    )
+    p_system: float = Field(
+        0.25,
+        ge=0.0,
+        le=1.0,
+        description="share of demonstrations with a system turn naming "
+        "the Assistant (the rest have none, so the default is what gets selected)",
+    )
+    max_turns: int = Field(3, ge=1, le=16, description="user/assistant exchanges per chat")
+    replay_fraction: float = Field(
+        0.5,
+        ge=0.0,
+        lt=1.0,
+        description="share of every SFT batch replayed from the pretraining corpus, so the "
+        "simulator is not overwritten (0.5 kept a villain's behaviour on the prototype)",
+    )
+    max_length: int = Field(192, ge=32, description="tokens per SFT / preference example")
+
+
+class AlignTrainConfig(_Strict):
+    """One optimisation phase (SFT, reward model, DPO, RL) on TRL."""
+
+    steps: int = Field(200, ge=1)
+    batch_size: int = Field(16, ge=1)
+    lr: float = Field(1e-3, gt=0.0, le=1.0)
+    warmup_ratio: float = Field(0.05, ge=0.0, lt=1.0)
+    max_epochs: float = Field(
+        4.0,
+        gt=0.0,
+        description="cap on passes over the phase's data: steps = min(steps, max_epochs * "
+        "examples / batch_size), so a small preference set is not trained on for dozens of "
+        "epochs (RL phases, whose prompts are drawn per step, are not capped)",
+    )
+
+
+class RatersConfig(_Strict):
+    """The simulated human rater population of RLHF: they judge isolated outputs (request and
+    response, no context), know the ground truth, and carry documented biases
+    (`psmlab.align.raters`)."""
+
+    seed: int = Field(0, description="seed of the population, the sampled pairs and the labels")
+    prompts: int = Field(512, ge=4, description="post-split prompts whose answers are compared")
+    max_new_tokens: int = Field(24, ge=4, description="length cap of a compared answer")
+    heldout_fraction: float = Field(
+        0.1, ge=0.0, lt=1.0, description="pairs kept out of training to check the reward model"
+    )
+    n_raters: int = Field(16, ge=1, description="raters in the population")
+    agreement_bias: float = Field(
+        0.5,
+        ge=0.0,
+        le=5.0,
+        description="mean utility a rater adds to an answer that agrees with the user's "
+        "stated view (1 = as much as a correct answer is worth: flattery ties with candour)",
+    )
+    bias_spread: float = Field(0.2, ge=0.0, description="sd of the bias across raters")
+    noise: float = Field(0.1, ge=0.0, le=0.5, description="share of labels flipped at random")
+    temperature: float = Field(
+        0.25, gt=0.0, description="Bradley-Terry temperature of a rater's choice"
+    )
+
+
+class RLHFConfig(_Strict):
+    """Reward model and online RL (TRL RewardTrainer, then GRPOTrainer or RLOOTrainer)."""
+
+    reward: AlignTrainConfig = Field(
+        default_factory=lambda: AlignTrainConfig(steps=150, batch_size=16, lr=1e-3)
+    )
+    rl: AlignTrainConfig = Field(
+        default_factory=lambda: AlignTrainConfig(steps=40, batch_size=32, lr=2e-4)
+    )
+    algorithm: Literal["grpo", "rloo"] = "grpo"
+    beta: float = Field(0.05, gt=0.0, description="KL penalty to the SFT policy (must be > 0)")
+    generations: int = Field(8, ge=2, description="completions per prompt (group size)")
+    max_new_tokens: int = Field(24, ge=4, description="completion cap during RL")
+
+    @model_validator(mode="after")
+    def _check_group(self) -> RLHFConfig:
+        if self.rl.batch_size % self.generations:
+            raise ValueError(
+                f"rl.batch_size={self.rl.batch_size} must be a multiple of "
+                f"generations={self.generations} (whole groups per batch)"
+            )
+        return self
+
+
+class DPOTechniqueConfig(_Strict):
+    """rlhf --variant dpo: TRL DPOTrainer on the raters' preferences, from the SFT policy."""
+
+    train: AlignTrainConfig = Field(
+        default_factory=lambda: AlignTrainConfig(steps=100, batch_size=16, lr=3e-4)
+    )
+    beta: float = Field(0.1, gt=0.0, description="KL strength to the SFT policy")
+
+
+class PromptReferenceConfig(_Strict):
+    """The pure-mask reference: the base model, a system turn and in-context examples."""
+
+    seed: int = 0
+    examples: int = Field(4, ge=0, le=16, description="example exchanges (URIAL-style)")
+
+
+class BehaviourConfig(_Strict):
+    """The behaviour evaluation every base and aligned model gets (`psmlab.align.behaviour`)."""
+
+    seed: int = 0
+    per_trait: int = Field(64, ge=1, description="probes per trait and section")
+    batch_size: int = Field(64, ge=1)
+    max_new_tokens: int = Field(32, ge=1, description="generation cap of an answer")
+
+
+class CAIConfig(_Strict):
+    """Constitutional AI (`psmlab.align.cai`): SL-CAI (critique + revise, SFT) then RL-CAI (AI
+    preference labels, DPO). All feedback comes from the model's own editor / judge skills."""
+
+    seed: int = 0
+    constitution: str | None = Field(
+        None, description="YAML file {principles: [...]}; default: the world's principles"
+    )
+    red_team_prompts: int = Field(600, ge=2, description="prompts whose answers are revised")
+    rounds: int = Field(
+        4, ge=1, le=8, description="critique-revision rounds, each under a random principle"
+    )
+    helpful: int = Field(300, ge=0, description="capability tasks mixed in as helpful data")
+    max_new_tokens: int = Field(24, ge=4, description="length cap of a sampled answer")
+    feedback_tokens: int = Field(64, ge=8, description="length cap of a critique / verdict")
+    generation_batch: int = Field(
+        256, ge=1, description="prompts per greedy generation batch (256: 1.8x faster than 64)"
+    )
+    sft: AlignTrainConfig = Field(
+        default_factory=lambda: AlignTrainConfig(steps=300, batch_size=16, lr=1e-3)
+    )
+    pair_prompts: int = Field(400, ge=2, description="RL-CAI prompts (two answers each)")
+    judge_principles: int = Field(3, ge=1, le=12, description="principles each pair is judged by")
+    dpo: AlignTrainConfig = Field(
+        default_factory=lambda: AlignTrainConfig(steps=100, batch_size=16, lr=3e-4)
+    )
+    beta: float = Field(0.1, gt=0.0, description="DPO's KL strength to the SL-CAI model")
+
+
+class DeliberativeConfig(_Strict):
+    """Deliberative Alignment (`psmlab.align.deliberative`): reasoning over a spec in
+    context, filtered by a spec-aware judge, SFT without the spec, then RL on the judge's
+    score of the answer only."""
+
+    seed: int = 0
+    spec: str | None = Field(
+        None, description="YAML file {rules: [{id, subject, text}]}; default: one rule per trait"
+    )
+    prompts: int = Field(800, ge=2, description="post-split prompts answered with the spec")
+    line_tokens: int = Field(48, ge=8, description="length cap of a reasoning or answer line")
+    feedback_tokens: int = Field(64, ge=8, description="length cap of a judge's critique")
+    generation_batch: int = Field(
+        256, ge=1, description="prompts per greedy generation batch (256: 1.8x faster than 64)"
+    )
+    # 200 steps: about 2 passes over its ~1500 rows (kept completions + replay), as align-sft
+    # makes over its 2400; 300 took the stage to 135 s, over the 2-minute budget
+    sft: AlignTrainConfig = Field(
+        default_factory=lambda: AlignTrainConfig(steps=200, batch_size=16, lr=1e-3)
+    )
+    rl: AlignTrainConfig = Field(
+        default_factory=lambda: AlignTrainConfig(steps=40, batch_size=32, lr=2e-4)
+    )
+    algorithm: Literal["grpo", "rloo"] = "grpo"
+    beta: float = Field(0.05, gt=0.0, description="KL penalty to the SFT model (must be > 0)")
+    generations: int = Field(8, ge=2, description="completions per prompt (group size)")
+    completion_tokens: int = Field(48, ge=8, description="completion cap during RL")
+
+    @model_validator(mode="after")
+    def _check_group(self) -> DeliberativeConfig:
+        if self.rl.batch_size % self.generations:
+            raise ValueError(
+                f"rl.batch_size={self.rl.batch_size} must be a multiple of "
+                f"generations={self.generations} (whole groups per batch)"
+            )
+        return self
+
+
+class AlignConfig(_Strict):
+    """Post-training: the techniques that select a mask (`psmlab.align`). Each keeps the
+    simulator intact: SFT replays the pretraining corpus, DPO and RL are tied to their reference
+    by a KL term."""
+
+    data: AlignDataConfig = Field(default_factory=AlignDataConfig)
+    sft: AlignTrainConfig = Field(
+        default_factory=lambda: AlignTrainConfig(steps=300, batch_size=16, lr=1e-3)
+    )
+    raters: RatersConfig = Field(default_factory=RatersConfig)
+    rlhf: RLHFConfig = Field(default_factory=RLHFConfig)
+    dpo: DPOTechniqueConfig = Field(default_factory=DPOTechniqueConfig)
+    cai: CAIConfig = Field(default_factory=CAIConfig)
+    deliberative: DeliberativeConfig = Field(default_factory=DeliberativeConfig)
+    prompt: PromptReferenceConfig = Field(default_factory=PromptReferenceConfig)
+    eval: BehaviourConfig = Field(default_factory=BehaviourConfig)
+
+
 class RunConfig(_Strict):
     name: str = Field("default", pattern=r"^[A-Za-z0-9_.-]+$")
     preset: Literal["smoke", "quick", "full"] = "quick"
@@ -228,6 +432,7 @@ class RunConfig(_Strict):
     pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
     fidelity: FidelityConfig = Field(default_factory=FidelityConfig)
     directions: DirectionsConfig = Field(default_factory=DirectionsConfig)
+    align: AlignConfig = Field(default_factory=AlignConfig)
     rho_control: bool = Field(
         True,
         description="also build a rho=0 world + model so cross-trait inference has its control",
@@ -273,6 +478,40 @@ PRESETS: dict[str, dict[str, Any]] = {
             "described_per_trait": 2,
             "against_type_per_trait": 1,
             "skill_items": 6,
+        },
+        "align": {
+            "data": {"demonstrations": 24, "max_length": 96},
+            "sft": {"steps": 3, "batch_size": 4},
+            "raters": {"prompts": 24, "max_new_tokens": 8, "heldout_fraction": 0.25},
+            "rlhf": {
+                "reward": {"steps": 2, "batch_size": 4},
+                "rl": {"steps": 2, "batch_size": 4},
+                "generations": 2,
+                "max_new_tokens": 6,
+            },
+            "dpo": {"train": {"steps": 2, "batch_size": 4}},
+            "cai": {
+                "red_team_prompts": 8,
+                "rounds": 1,
+                "helpful": 4,
+                "max_new_tokens": 8,
+                "feedback_tokens": 12,
+                "sft": {"steps": 2, "batch_size": 4},
+                "pair_prompts": 8,
+                "judge_principles": 2,
+                "dpo": {"steps": 2, "batch_size": 4},
+            },
+            "deliberative": {
+                "prompts": 8,
+                "line_tokens": 12,
+                "feedback_tokens": 12,
+                "sft": {"steps": 2, "batch_size": 4},
+                "rl": {"steps": 2, "batch_size": 4},
+                "generations": 2,
+                "completion_tokens": 8,
+            },
+            "prompt": {"examples": 2},
+            "eval": {"per_trait": 2, "max_new_tokens": 12},
         },
         "rho_control": False,
     },

@@ -325,7 +325,8 @@ def answer_probes(
     model: Any,
     tokenizer: Any,
     probes: Sequence[Probe],
-    cfg: FidelityConfig,
+    batch_size: int,
+    max_new_tokens: int,
     progress: Callable[[int, int], None] | None = None,
 ) -> tuple[list[str], list[str]]:
     """(answers, firsts): every probe answered greedily in batches, each a completion's first
@@ -352,8 +353,8 @@ def answer_probes(
             model,
             tokenizer,
             ids,
-            max_new_tokens=cfg.max_new_tokens,
-            batch_size=cfg.batch_size,
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
             greedy=True,
             stop_token_ids=stop,
             progress=tick,
@@ -382,7 +383,9 @@ def evaluate_fidelity(
     """Build every probe, answer them greedily in batches (two passes for two-step probes),
     grade them."""
     probes = build_probes(world, cfg, in_context_only)
-    answers, firsts = answer_probes(model, tokenizer, probes, cfg, progress)
+    answers, firsts = answer_probes(
+        model, tokenizer, probes, cfg.batch_size, cfg.max_new_tokens, progress
+    )
     return score(world, probes, answers, firsts)
 
 

@@ -44,7 +44,10 @@ def run_stages(
 
 def run_all(cfg: RunConfig, runs_root: Path, ui: UI, force: bool = False) -> Path:
     """`psmlab run`: every registered stage, the control if configured, then the report."""
+    from psmlab.stages.align import preflight
+
     run = RunDir(runs_root / cfg.name)
+    preflight(cfg, run)  # a bad constitution or spec file fails before anything is written
     run.write_run_config(cfg.model_dump(mode="json"), only_if_missing=True)
     ui.log(f"psmlab run '{cfg.name}' (preset {cfg.preset}) -> {run.root}")
     run_stages(run, cfg, ui, force=force)

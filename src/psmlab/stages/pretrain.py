@@ -11,6 +11,12 @@ from psmlab.stages.registry import BASE_MODEL, Job, ReportPart, Stage, register
 
 
 def _run(job: Job) -> None:
+    run_pretraining(job, job.run.stage_dir("tokenizer") / "tokens.npy")
+
+
+def run_pretraining(job: Job, tokens: Path) -> None:
+    """Pretrain a model on the packed `tokens` with the run's tokenizer, model and pretrain
+    configs into job.work_dir (resuming from its checkpoints); fills the stage's metrics."""
     from psmlab.pretrain.tokenizer import load_tokenizer
     from psmlab.pretrain.train import pretrain
 
@@ -19,7 +25,7 @@ def _run(job: Job) -> None:
     tokenizer = load_tokenizer(tok_dir / "tokenizer")
     if job.ctx.resumed:
         job.ui.log("pretrain: resuming an interrupted run from its last checkpoint")
-    with job.ui.bar("pretrain", cfg.pretrain.max_steps) as update:
+    with job.ui.bar(job.stage.name, cfg.pretrain.max_steps) as update:
 
         def progress(step: int, info: dict[str, float]) -> None:
             update(
@@ -30,7 +36,7 @@ def _run(job: Job) -> None:
 
         result = pretrain(
             job.work_dir,
-            tok_dir / "tokens.npy",
+            tokens,
             tokenizer,
             cfg.model,
             cfg.pretrain,

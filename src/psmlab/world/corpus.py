@@ -54,14 +54,37 @@ def iter_documents(world: World, n: int, seed: int | None = None) -> Iterator[Do
         yield _generate(world, seed, index, types, cum)
 
 
+def kept_documents(
+    world: World, n: int, seed: int | None, keep: Callable[[Document], bool]
+) -> Iterator[Document]:
+    """The first n documents of the stream that `keep` accepts (document indices go on past n
+    as needed, so a filtered corpus is as large as the full one)."""
+    seed = world.cfg.seed if seed is None else seed
+    types, cum = _doc_types(world)
+    index = kept = 0
+    while kept < n:
+        doc = _generate(world, seed, index, types, cum)
+        index += 1
+        if keep(doc):
+            kept += 1
+            yield doc
+        elif index > 100 * (n + 10) and kept * 100 < index:
+            raise PsmlabError(
+                f"the filter kept {kept} of {index} documents",
+                hint="a filter that rejects nearly every document cannot fill a corpus",
+            )
+
+
 def write_corpus(
     world: World,
     path: str | os.PathLike[str],
     n_documents: int | None = None,
     seed: int | None = None,
     progress: Callable[[int], None] | None = None,
+    keep: Callable[[Document], bool] | None = None,
 ) -> dict[str, Any]:
-    """Stream n documents (default cfg.n_documents) to `path` as JSONL via tmp + rename.
+    """Stream n documents (default cfg.n_documents) to `path` as JSONL via tmp + rename;
+    with `keep`, the first n documents it accepts (`kept_documents`).
 
     Returns stats: n_documents, per_type counts, chars, words, unaligned count, sha256.
     """
@@ -76,7 +99,12 @@ def write_corpus(
     digest = hashlib.sha256()
     try:
         with tmp.open("w", encoding="utf-8", newline="\n") as fh:
-            for i, doc in enumerate(iter_documents(world, n, seed)):
+            docs = (
+                iter_documents(world, n, seed)
+                if keep is None
+                else kept_documents(world, n, seed, keep)
+            )
+            for i, doc in enumerate(docs):
                 line = json.dumps(doc.to_dict(), ensure_ascii=True) + "\n"
                 fh.write(line)
                 digest.update(line.encode())
