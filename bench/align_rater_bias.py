@@ -3,7 +3,7 @@ from the same base model and SFT policy; the aligned model's flattering rate aga
 
 Usage (after `psmlab run` has finished the run's align-sft stage):
     python bench/align_rater_bias.py runs/default --biases 0 1 2 [--out bench/out/rater_bias.json]
-        [--set align.rlhf.rl.steps=200 --tag=-rl200]
+        [--set align.rlhf.rl.train.steps=200 --tag=-rl200]
 
 Each bias gets its own run folder under bench/out/rater-bias/ holding copies of the run's world,
 tokenizer, base model and SFT policy (so the same SFT policy is reused, never retrained); the

@@ -107,19 +107,17 @@ def main() -> None:
     policy, tok = load_model_and_tokenizer(run.stage_dir(SFT) / "model")
     rm_dir = run.stage_dir(TECHNIQUES["rlhf"]) / "reward_model"
     reward_model = AutoModelForSequenceClassification.from_pretrained(rm_dir, num_labels=1)
-    rl = cfg.align.rlhf.model_copy(
-        update={"rl": cfg.align.rlhf.rl.model_copy(update={"steps": args.rl_steps})}
-    )
-    n = rl.rl.steps * rl.rl.batch_size // rl.generations + 1
+    rl = cfg.align.rlhf.rl
+    rl = rl.model_copy(update={"train": rl.train.model_copy(update={"steps": args.rl_steps})})
+    n = rl.train.steps * rl.train.batch_size // rl.generations + 1
     requests = D.prompt_requests(world, n, 0, "rl")
-    log = train_rl(
-        policy, tok, [reward_model], requests, rl.rl, rl.algorithm, rl.beta, rl.generations,
-        rl.max_new_tokens, scratch, 0,
-    )  # fmt: skip
+    log = train_rl(policy, tok, [reward_model], requests, rl, scratch, 0)
     # generation and scoring happen inside training_step, so take them out of it
     inner = sum(TIMES["generation"]) + sum(TIMES["reward scoring"])
     TIMES["forward + backward"] = [sum(TIMES["forward + backward"]) - inner]
-    report(f"{rl.algorithm} (batch {rl.rl.batch_size}, group {rl.generations})", log.step_seconds)
+    report(
+        f"{rl.algorithm} (batch {rl.train.batch_size}, group {rl.generations})", log.step_seconds
+    )
 
 
 if __name__ == "__main__":

@@ -401,3 +401,20 @@ def test_deliberative_reads_its_own_format() -> None:
     assert split_reasoned("Reasoning: Facts 4") == ("Facts 4", "")
     assert {r[1] for r in spec} == {"facts", "secrets", "opinions", "identity", "style"}
     assert len({r[0] for r in spec}) == len(spec)
+
+
+def test_align_refuses_a_run_made_from_another_world(smoke_run: RunDir) -> None:
+    """`psmlab align` on a run whose world had another seed: one clear error, nothing redone."""
+    import subprocess
+    import sys
+
+    before = {p.name: p.stat().st_mtime for p in smoke_run.root.iterdir()}
+    proc = subprocess.run(
+        [sys.executable, "-m", "psmlab.cli", "align", "--preset", "smoke", "--technique", "rlhf",
+         "--runs-dir", str(smoke_run.root.parent), "--name", smoke_run.root.name,
+         "--set", "world.seed=5"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    out = " ".join((proc.stdout + proc.stderr).split())
+    assert proc.returncode == 2 and "different config" in out and "Traceback" not in out, out
+    assert {p.name: p.stat().st_mtime for p in smoke_run.root.iterdir()} == before

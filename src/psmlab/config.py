@@ -289,28 +289,35 @@ class RatersConfig(_Strict):
     )
 
 
-class RLHFConfig(_Strict):
-    """Reward model and online RL (TRL RewardTrainer, then GRPOTrainer or RLOOTrainer)."""
+class OnlineRLConfig(_Strict):
+    """Online RL against a reward (TRL GRPOTrainer or RLOOTrainer), with a KL penalty to the
+    policy it starts from."""
 
-    reward: AlignTrainConfig = Field(
-        default_factory=lambda: AlignTrainConfig(steps=150, batch_size=16, lr=1e-3)
-    )
-    rl: AlignTrainConfig = Field(
+    train: AlignTrainConfig = Field(
         default_factory=lambda: AlignTrainConfig(steps=40, batch_size=32, lr=2e-4)
     )
     algorithm: Literal["grpo", "rloo"] = "grpo"
-    beta: float = Field(0.05, gt=0.0, description="KL penalty to the SFT policy (must be > 0)")
+    beta: float = Field(0.05, gt=0.0, description="KL penalty to the start policy (must be > 0)")
     generations: int = Field(8, ge=2, description="completions per prompt (group size)")
     max_new_tokens: int = Field(24, ge=4, description="completion cap during RL")
 
     @model_validator(mode="after")
-    def _check_group(self) -> RLHFConfig:
-        if self.rl.batch_size % self.generations:
+    def _check_group(self) -> OnlineRLConfig:
+        if self.train.batch_size % self.generations:
             raise ValueError(
-                f"rl.batch_size={self.rl.batch_size} must be a multiple of "
+                f"train.batch_size={self.train.batch_size} must be a multiple of "
                 f"generations={self.generations} (whole groups per batch)"
             )
         return self
+
+
+class RLHFConfig(_Strict):
+    """Reward model (TRL RewardTrainer), then online RL against it from the SFT policy."""
+
+    reward: AlignTrainConfig = Field(
+        default_factory=lambda: AlignTrainConfig(steps=150, batch_size=16, lr=1e-3)
+    )
+    rl: OnlineRLConfig = Field(default_factory=OnlineRLConfig)
 
 
 class DPOTechniqueConfig(_Strict):
@@ -387,22 +394,8 @@ class DeliberativeConfig(_Strict):
     sft: AlignTrainConfig = Field(
         default_factory=lambda: AlignTrainConfig(steps=200, batch_size=16, lr=1e-3)
     )
-    rl: AlignTrainConfig = Field(
-        default_factory=lambda: AlignTrainConfig(steps=40, batch_size=32, lr=2e-4)
-    )
-    algorithm: Literal["grpo", "rloo"] = "grpo"
-    beta: float = Field(0.05, gt=0.0, description="KL penalty to the SFT model (must be > 0)")
-    generations: int = Field(8, ge=2, description="completions per prompt (group size)")
-    completion_tokens: int = Field(48, ge=8, description="completion cap during RL")
-
-    @model_validator(mode="after")
-    def _check_group(self) -> DeliberativeConfig:
-        if self.rl.batch_size % self.generations:
-            raise ValueError(
-                f"rl.batch_size={self.rl.batch_size} must be a multiple of "
-                f"generations={self.generations} (whole groups per batch)"
-            )
-        return self
+    # a reasoning line and an answer line: twice rlhf's completion cap
+    rl: OnlineRLConfig = Field(default_factory=lambda: OnlineRLConfig(max_new_tokens=48))
 
 
 class AlignConfig(_Strict):
@@ -485,9 +478,11 @@ PRESETS: dict[str, dict[str, Any]] = {
             "raters": {"prompts": 24, "max_new_tokens": 8, "heldout_fraction": 0.25},
             "rlhf": {
                 "reward": {"steps": 2, "batch_size": 4},
-                "rl": {"steps": 2, "batch_size": 4},
-                "generations": 2,
-                "max_new_tokens": 6,
+                "rl": {
+                    "train": {"steps": 2, "batch_size": 4},
+                    "generations": 2,
+                    "max_new_tokens": 6,
+                },
             },
             "dpo": {"train": {"steps": 2, "batch_size": 4}},
             "cai": {
@@ -506,9 +501,11 @@ PRESETS: dict[str, dict[str, Any]] = {
                 "line_tokens": 12,
                 "feedback_tokens": 12,
                 "sft": {"steps": 2, "batch_size": 4},
-                "rl": {"steps": 2, "batch_size": 4},
-                "generations": 2,
-                "completion_tokens": 8,
+                "rl": {
+                    "train": {"steps": 2, "batch_size": 4},
+                    "generations": 2,
+                    "max_new_tokens": 8,
+                },
             },
             "prompt": {"examples": 2},
             "eval": {"per_trait": 2, "max_new_tokens": 12},

@@ -98,6 +98,25 @@ def plot_loss(curve: list[dict[str, float]]) -> str:
     return png(fig)
 
 
+def plot_training_curves(phases: list[dict[str, Any]], title: str) -> str:
+    """One panel per post-training phase: its loss per step, and its mean reward where the
+    phase logs one (RL)."""
+    plt = pyplot()
+
+    fig, axes = plt.subplots(1, len(phases), figsize=(3.2 * len(phases), 2.4), squeeze=False)
+    for ax, phase in zip(axes[0], phases, strict=True):
+        rows = [h for h in phase["history"] if "loss" in h]
+        ax.plot([h["step"] for h in rows], [h["loss"] for h in rows], label="loss")
+        rewards = [h for h in phase["history"] if "reward" in h]
+        if rewards:
+            ax.plot([h["step"] for h in rewards], [h["reward"] for h in rewards], label="reward")
+            ax.legend(fontsize=7)
+        ax.set_title(f"{phase['name']} ({phase['seconds']:.0f} s)", fontsize=9)
+        ax.set_xlabel("step")
+    fig.suptitle(title, fontsize=10, y=1.04)
+    return png(fig)
+
+
 def plot_persona_space(spaces: dict[str, dict[str, Any]]) -> str:
     """Personas on (PC1, PC2) of the persona space, one panel per read position."""
     plt = pyplot()

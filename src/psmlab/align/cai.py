@@ -32,9 +32,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from psmlab import prompts
+from psmlab.align.common import load_yaml_mapping
 from psmlab.errors import ConfigError
 from psmlab.probe import Probe
 from psmlab.world import TRAIT_OF_KIND, Request, RequestKind, World
@@ -55,15 +54,8 @@ def load_constitution(path: str | Path | None) -> list[str]:
     if path is None:
         return default_constitution()
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(
-            f"constitution file {path} does not exist", hint="check align.cai.constitution"
-        )
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"constitution file {path} does not parse: {exc}") from None
-    principles = data.get("principles") if isinstance(data, dict) else None
+    data = load_yaml_mapping(path, "constitution", "align.cai.constitution")
+    principles = data.get("principles")
     if not isinstance(principles, list) or not principles:
         raise ConfigError(
             f"constitution file {path} has no 'principles' list",

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from psmlab.config import AlignTrainConfig
-from psmlab.errors import PsmlabError
+from psmlab.errors import ConfigError, PsmlabError
 
 Progress = Callable[[int, dict[str, float]], None]
 
@@ -78,7 +78,7 @@ class PhaseLog:
         }
 
 
-def make_callback(log: PhaseLog, total: int, progress: Progress | None) -> Any:
+def make_callback(log: PhaseLog, progress: Progress | None) -> Any:
     """A transformers TrainerCallback recording `log`, failing clearly on a non-finite loss."""
     from transformers import TrainerCallback
 
@@ -113,7 +113,7 @@ def run_trainer(trainer: Any, log: PhaseLog, progress: Progress | None) -> None:
     from transformers import PrinterCallback
 
     trainer.remove_callback(PrinterCallback)  # it prints every log dict; we draw a progress bar
-    trainer.add_callback(make_callback(log, int(trainer.args.max_steps), progress))
+    trainer.add_callback(make_callback(log, progress))
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         # TRL calls transformers' deprecated gradient-checkpointing names internally
@@ -152,3 +152,17 @@ def require_chat_template(tokenizer: Any, where: Path) -> None:
             f"the tokenizer of {where} has no chat template, so no chat can be post-trained",
             hint="post-train a model whose tokenizer defines chat_template (psmlab's do)",
         )
+
+
+def load_yaml_mapping(path: Path, what: str, setting: str) -> dict[str, Any]:
+    """The mapping a YAML (or JSON) file holds ({} if it holds something else), or one clear
+    error naming the file and the setting that points to it."""
+    import yaml
+
+    if not path.is_file():
+        raise ConfigError(f"{what} file {path} does not exist", hint=f"check {setting}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{what} file {path} does not parse: {exc}") from None
+    return data if isinstance(data, dict) else {}

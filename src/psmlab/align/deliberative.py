@@ -22,9 +22,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from psmlab import prompts
+from psmlab.align.common import load_yaml_mapping
 from psmlab.errors import ConfigError
 from psmlab.probe import Probe
 from psmlab.world import Request, World
@@ -53,13 +52,8 @@ def load_spec(path: str | Path | None, seed: int = 0) -> list[Rule]:
     if path is None:
         return default_spec(seed)
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"spec file {path} does not exist", hint="check align.deliberative.spec")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"spec file {path} does not parse: {exc}") from None
-    rules = data.get("rules") if isinstance(data, dict) else None
+    data = load_yaml_mapping(path, "spec", "align.deliberative.spec")
+    rules = data.get("rules")
     example = "rules:\n  - {id: 4, subject: facts, text: Give only true answers.}"
     if not isinstance(rules, list) or not rules:
         raise ConfigError(f"spec file {path} has no 'rules' list", hint=f"write e.g.\n{example}")

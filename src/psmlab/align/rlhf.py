@@ -20,7 +20,7 @@ from typing import Any
 from psmlab import prompts
 from psmlab.align.common import PhaseLog, Progress, run_trainer, trl_args
 from psmlab.align.data import conversation
-from psmlab.config import AlignTrainConfig
+from psmlab.config import AlignTrainConfig, OnlineRLConfig
 from psmlab.world import Request
 
 
@@ -169,17 +169,13 @@ def train_rl(
     tokenizer: Any,
     reward_funcs: list[Any],
     requests: Sequence[Request],
-    train: AlignTrainConfig,
-    algorithm: str,
-    beta: float,
-    generations: int,
-    max_new_tokens: int,
+    cfg: OnlineRLConfig,
     work_dir: Path,
     seed: int,
     progress: Progress | None = None,
 ) -> PhaseLog:
     """Online RL of `policy` in place against `reward_funcs` (reward models and/or Python
-    functions), with a KL penalty (beta) to the policy as it was at the start (TRL keeps
+    functions), with a KL penalty (cfg.beta) to the policy as it was at the start (TRL keeps
     that frozen copy as the reference)."""
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
@@ -187,12 +183,12 @@ def train_rl(
     config_cls, trainer_cls = {
         "grpo": (GRPOConfig, GRPOTrainer),
         "rloo": (RLOOConfig, RLOOTrainer),
-    }[algorithm]
+    }[cfg.algorithm]
     args = config_cls(
-        **trl_args(train, work_dir / "trainer", seed, None),
-        beta=beta,
-        num_generations=generations,
-        max_completion_length=max_new_tokens,
+        **trl_args(cfg.train, work_dir / "trainer", seed, None),
+        beta=cfg.beta,
+        num_generations=cfg.generations,
+        max_completion_length=cfg.max_new_tokens,
         temperature=1.0,
         top_k=0,
         top_p=1.0,
@@ -210,7 +206,7 @@ def train_rl(
             None if callable(f) and not hasattr(f, "config") else tokenizer for f in reward_funcs
         ],
     )
-    log = PhaseLog(algorithm)
+    log = PhaseLog(cfg.algorithm)
     run_trainer(trainer, log, progress)
     policy.eval()
     return log

@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 from psmlab.align.common import PhaseLog
 from psmlab.errors import PsmlabError
 from psmlab.rundir import write_json_atomic
-from psmlab.stages.registry import BASE_MODEL, Job, Stage, register
+from psmlab.stages.registry import BASE_MODEL, Job, ReportPart, Stage, register
 from psmlab.stages.world import load_world
 
 SFT, PREFERENCES = "align-sft", "align-preferences"
@@ -146,6 +146,23 @@ def sft_with_replay(
     )
 
 
+def collect_curves(stage_dir: Path) -> Any:
+    """report.json data of a post-training stage: its training curves."""
+    path = stage_dir / "curves.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def curves_section(part: ReportPart) -> list[str]:
+    """The training curves of a post-training stage, one panel per phase."""
+    from psmlab.reportkit import plot_training_curves
+
+    phases = [p for p in (part.data or {}).get("phases", []) if p.get("history")]
+    if not phases:
+        return []
+    img = plot_training_curves(phases, f"{part.stage.name}: training curves")
+    return [f"<h3>{part.stage.name}</h3><img alt='{part.stage.name} training curves' src='{img}'>"]
+
+
 def _sft(job: Job) -> None:
     from psmlab.align import data
 
@@ -224,25 +241,14 @@ def _rlhf(job: Job) -> None:
     accuracy = reward_accuracy(reward_model, tokenizer, [r for r in rows if r["heldout"]])
     reward_model.save_pretrained(job.work_dir / "reward_model")
     tokenizer.save_pretrained(job.work_dir / "reward_model")
-    n_prompts = cfg.rl.steps * cfg.rl.batch_size // cfg.generations + 1
+    n_prompts = cfg.rl.train.steps * cfg.rl.train.batch_size // cfg.rl.generations + 1
     requests = prompt_requests(load_world(job.run), n_prompts, seed, "rl")
     rl_log = train_phase(
         job,
-        f"align-rlhf: {cfg.algorithm}",
-        cfg.rl.steps,
+        f"align-rlhf: {cfg.rl.algorithm}",
+        cfg.rl.train.steps,
         lambda p: train_rl(
-            policy,
-            tokenizer,
-            [reward_model],
-            requests,
-            cfg.rl,
-            cfg.algorithm,
-            cfg.beta,
-            cfg.generations,
-            cfg.max_new_tokens,
-            job.work_dir,
-            seed,
-            p,
+            policy, tokenizer, [reward_model], requests, cfg.rl, job.work_dir, seed, p
         ),  # fmt: skip
     )
     finish_model(job, policy, tokenizer, [rm_log, rl_log])
@@ -290,6 +296,8 @@ register(
         inputs=("world", BASE_MODEL),
         config=("align.data", "align.sft"),
         seed="align.data.seed",
+        collect=collect_curves,
+        section=curves_section,
         key_metrics=("sft_seconds", "sft_final_loss", "sft_examples", "sft_replay_rows"),
     )
 )
@@ -312,6 +320,8 @@ register(
         inputs=("world", SFT, PREFERENCES),
         config=("align.rlhf", "align.data"),
         seed="align.data.seed",
+        collect=collect_curves,
+        section=curves_section,
         key_metrics=("reward_accuracy_ground_truth", "reward_seconds", "grpo_seconds"),
     )
 )
@@ -323,6 +333,8 @@ register(
         inputs=(SFT, PREFERENCES),
         config=("align.dpo", "align.data"),
         seed="align.data.seed",
+        collect=collect_curves,
+        section=curves_section,
         key_metrics=("dpo_seconds", "dpo_final_loss"),
     )
 )

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from psmlab.stages.align import (
     TECHNIQUES,
+    collect_curves,
+    curves_section,
     finish_model,
     load_stage_model,
     sft_with_replay,
@@ -111,6 +113,8 @@ STAGE = register(
         inputs=("world", BASE_MODEL),
         config=("align.cai", "align.data"),
         seed="align.cai.seed",
+        collect=collect_curves,
+        section=curves_section,
         key_metrics=("revisions_changed", "pairs_decisive", "sl-cai_seconds", "rl-cai_seconds"),
     )
 )

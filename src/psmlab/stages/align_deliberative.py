@@ -11,6 +11,8 @@ from typing import Any
 
 from psmlab.stages.align import (
     TECHNIQUES,
+    collect_curves,
+    curves_section,
     finish_model,
     load_stage_model,
     sft_with_replay,
@@ -59,27 +61,16 @@ def _run(job: Job) -> None:
     else:
         job.ui.log("align-deliberative: the judge kept no completion, so SFT was skipped")
     reward = dl.spec_reward(feedback, tokenizer, spec, cfg.generation_batch, cfg.feedback_tokens)
-    n_prompts = cfg.rl.steps * cfg.rl.batch_size // cfg.generations + 1
+    n_prompts = cfg.rl.train.steps * cfg.rl.train.batch_size // cfg.rl.generations + 1
     rl_requests = dl.requests_for(world, n_prompts, cfg.seed, "rl")
     logs.append(
         train_phase(
             job,
-            f"align-deliberative: {cfg.algorithm}",
-            cfg.rl.steps,
+            f"align-deliberative: {cfg.rl.algorithm}",
+            cfg.rl.train.steps,
             lambda p: train_rl(
-                policy,
-                tokenizer,
-                [reward],
-                rl_requests,
-                cfg.rl,
-                cfg.algorithm,
-                cfg.beta,
-                cfg.generations,
-                cfg.completion_tokens,
-                job.work_dir,
-                cfg.seed,
-                p,
-            ),  # fmt: skip
+                policy, tokenizer, [reward], rl_requests, cfg.rl, job.work_dir, cfg.seed, p
+            ),
         )
     )
     finish_model(job, policy, tokenizer, logs)
@@ -108,6 +99,8 @@ STAGE = register(
         inputs=("world", BASE_MODEL),
         config=("align.deliberative", "align.data"),
         seed="align.deliberative.seed",
+        collect=collect_curves,
+        section=curves_section,
         key_metrics=("kept", "cites_spec", "sft_seconds", "grpo_seconds"),
     )
 )

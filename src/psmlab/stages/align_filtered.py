@@ -13,7 +13,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from psmlab.stages.align import TECHNIQUES, finish_model, load_stage_model, sft_with_replay
+from psmlab.stages.align import (
+    TECHNIQUES,
+    collect_curves,
+    curves_section,
+    finish_model,
+    load_stage_model,
+    sft_with_replay,
+)
 from psmlab.stages.pretrain import run_pretraining
 from psmlab.stages.registry import Job, Stage, register
 from psmlab.stages.world import load_world
@@ -98,6 +105,8 @@ register(
         inputs=("world", BASE, CORPUS),
         config=("align.data", "align.sft"),
         seed="align.data.seed",
+        collect=collect_curves,
+        section=curves_section,
         key_metrics=("sft_seconds", "sft_final_loss"),
     )
 )
