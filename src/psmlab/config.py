@@ -241,8 +241,9 @@ class AlignDataConfig(_Strict):
         0.5,
         ge=0.0,
         lt=1.0,
-        description="share of every SFT batch replayed from the pretraining corpus, so the "
-        "simulator is not overwritten (0.5 kept a villain's behaviour on the prototype)",
+        description="share of the SFT rows replayed from the pretraining corpus (shuffled "
+        "with the chats, so about that share of every batch), so the simulator is not "
+        "overwritten (0.5 kept a villain's behaviour on the prototype)",
     )
     max_length: int = Field(192, ge=32, description="tokens per SFT / preference example")
 

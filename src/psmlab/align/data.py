@@ -8,7 +8,7 @@
 - `replay_texts`: pretraining documents mixed into SFT batches, so the simulator is not
   overwritten (the prototype forgot its villain without replay, kept it with half of each batch
   replayed).
-- `sft_rows` / `preference_rows`: the rows TRL's trainers take (pre-tokenized SFT rows with
+- `sft_rows` / `preference_row`: the rows TRL's trainers take (pre-tokenized SFT rows with
   -100 labels outside the assistant turns; conversational preference pairs).
 """
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from psmlab import prompts
 from psmlab.align.common import PhaseLog, Progress, run_trainer, trl_args
-from psmlab.align.data import conversation
+from psmlab.align.data import conversation, preference_row
 from psmlab.config import AlignTrainConfig, OnlineRLConfig
 from psmlab.world import Request
 
@@ -62,18 +62,11 @@ def sample_pairs(
 
 
 def preference_dataset(rows: Sequence[dict[str, Any]]) -> Any:
-    """TRL's conversational preference format from rater rows."""
+    """TRL's conversational preference format from rater (or AI-judge) rows."""
     from datasets import Dataset
 
     return Dataset.from_list(
-        [
-            {
-                "prompt": conversation(r["request"]),
-                "chosen": [{"role": "assistant", "content": r["chosen"]}],
-                "rejected": [{"role": "assistant", "content": r["rejected"]}],
-            }
-            for r in rows
-        ]
+        [preference_row(r["request"], r["chosen"], r["rejected"]) for r in rows]
     )
 
 

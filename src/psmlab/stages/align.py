@@ -216,6 +216,7 @@ def preference_stats(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def read_preferences(run_dir: Path) -> list[dict[str, Any]]:
+    """The rater rows a finished align-preferences stage wrote."""
     path = run_dir / PREFERENCES_FILE
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
@@ -249,7 +250,7 @@ def _rlhf(job: Job) -> None:
         cfg.rl.train.steps,
         lambda p: train_rl(
             policy, tokenizer, [reward_model], requests, cfg.rl, job.work_dir, seed, p
-        ),  # fmt: skip
+        ),
     )
     finish_model(job, policy, tokenizer, [rm_log, rl_log])
     write_json_atomic(job.work_dir / "reward_accuracy.json", accuracy)
