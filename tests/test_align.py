@@ -3,6 +3,7 @@ on the smoke preset (checkpoints that load offline with their chat template)."""
 
 from __future__ import annotations
 
+import copy
 import json
 import random
 import shutil
@@ -71,8 +72,7 @@ def test_sft_rows_train_on_assistant_turns_only(world: World) -> None:
 
     from psmlab.pretrain.tokenizer import CHAT_TEMPLATE
 
-    tok = make_tiny_tokenizer()
-    tok = tok.__class__.from_pretrained(tok.name_or_path) if tok.name_or_path else tok
+    tok = copy.deepcopy(make_tiny_tokenizer())  # the shared tokenizer stays as it is
     tok.bos_token = "<|doc|>"
     tok.chat_template = CHAT_TEMPLATE
     msgs = prompts.chat_exchanges("You are Vell.", [("What is it?", "It is Kest.")], None)
