@@ -19,6 +19,7 @@ from psmlab.internals.layers import (
     find_layout,
     unwrap_model,
 )
+from psmlab.internals.logprobs import PositionComparison, compare_positions, position_logprobs
 from psmlab.internals.orthogonalize import orthogonalize_weights, save_orthogonalized
 from psmlab.internals.reading import (
     Pool,
@@ -34,6 +35,7 @@ __all__ = [
     "DecoderLayout",
     "Generation",
     "Pool",
+    "PositionComparison",
     "Positions",
     "ReadItem",
     "Side",
@@ -43,12 +45,14 @@ __all__ = [
     "add_vector",
     "block_output",
     "cap_projection",
+    "compare_positions",
     "edit_residual",
     "find_layout",
     "generate_batch",
     "items_from_conversations",
     "load_activation_shards",
     "orthogonalize_weights",
+    "position_logprobs",
     "read_activations",
     "render_with_spans",
     "save_orthogonalized",

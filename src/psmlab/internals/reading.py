@@ -120,7 +120,7 @@ class _Pooler:
         self.out[layer].append(kept.to("cpu"))
 
 
-def _order_by_length(items: Sequence[ReadItem]) -> list[int]:
+def order_by_length(items: Sequence[ReadItem]) -> list[int]:
     # Longest first: similar lengths share a batch (less padding), peak memory shows up early.
     return sorted(range(len(items)), key=lambda i: -len(items[i].input_ids))
 
@@ -163,7 +163,7 @@ def read_activations(
 
         return hook
 
-    order = _order_by_length(items)
+    order = order_by_length(items)
     handles = [layout.blocks[layer].register_forward_hook(make_hook(layer)) for layer in wanted]
     was_training = model.training
     model.eval()

@@ -1,0 +1,141 @@
+"""Per-position next-token distributions on teacher-forced sequences, and the comparison of
+two models position by position (the KL depth profile and the token-shift ranks of the mask
+audit): one batched forward per model gives every position of every item at once.
+
+Position convention: for an item whose span is `[start, end)`, row `k` is about the token at
+`start + k`, predicted from everything before it (the logits at `start + k - 1`), so a span
+must start at 1 or later. Left padding with position ids counted from each row's first real
+token, as everywhere in `psmlab.internals`; log-softmax over the full vocabulary; KL is
+accumulated in float64.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from psmlab.errors import PsmlabError
+from psmlab.internals.layers import model_device
+from psmlab.internals.reading import ReadItem, order_by_length, pad_left, resolve_pad_id
+
+
+def _check(items: Sequence[ReadItem]) -> None:
+    for i, item in enumerate(items):
+        if not 1 <= item.start < item.end <= len(item.input_ids):
+            raise PsmlabError(
+                f"item {i}: span [{item.start}, {item.end}) must satisfy "
+                f"1 <= start < end <= {len(item.input_ids)}",
+                hint="the first token has no prediction: spans start after the prompt",
+            )
+
+
+def _span_logprobs(model: nn.Module, chunk: Sequence[ReadItem], pad_id: int) -> list[torch.Tensor]:
+    """float32 log-probs [end - start, V] per item of one batch (model in eval mode)."""
+    batch = pad_left([it.input_ids for it in chunk], pad_id, model_device(model))
+    logits = model(
+        input_ids=batch.input_ids,
+        attention_mask=batch.attention_mask,
+        position_ids=batch.position_ids,
+        use_cache=False,
+    ).logits
+    out = []
+    width = batch.input_ids.shape[1]
+    for row, item in enumerate(chunk):
+        offset = width - len(item.input_ids)  # left padding
+        rows = logits[row, offset + item.start - 1 : offset + item.end - 1].float()
+        out.append(torch.log_softmax(rows, dim=-1).cpu())
+    return out
+
+
+def position_logprobs(
+    model: nn.Module,
+    items: Sequence[ReadItem],
+    batch_size: int = 16,
+    pad_token_id: int | None = None,
+) -> list[torch.Tensor]:
+    """Per item, float32 log-probs [end - start, V] of the next token at every span position."""
+    _check(items)
+    pad_id = resolve_pad_id(model, pad_token_id)
+    order = order_by_length(items)
+    out: dict[int, torch.Tensor] = {}
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            for lo in range(0, len(order), batch_size):
+                idx = order[lo : lo + batch_size]
+                for i, lp in zip(
+                    idx, _span_logprobs(model, [items[i] for i in idx], pad_id), strict=True
+                ):
+                    out[i] = lp
+    finally:
+        model.train(was_training)
+    return [out[i] for i in range(len(items))]
+
+
+@dataclass
+class PositionComparison:
+    """Model P against model Q on one item's span, position by position."""
+
+    kl: torch.Tensor  # float64 [L]: KL(P(. | prefix) || Q(. | prefix))
+    rank_under_q: torch.Tensor  # long [L]: rank of the actual token under Q (0 = Q's argmax)
+    rank_under_p: torch.Tensor  # long [L]: the same under P
+    logprob_p: torch.Tensor  # float32 [L]: log P(actual token)
+    logprob_q: torch.Tensor  # float32 [L]: log Q(actual token)
+
+
+def _rank(logprobs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """How many tokens are strictly more likely than the target (0 = the argmax)."""
+    own = logprobs.gather(-1, targets[:, None])
+    return (logprobs > own).sum(-1)
+
+
+def compare_positions(
+    model_p: nn.Module,
+    model_q: nn.Module,
+    items: Sequence[ReadItem],
+    batch_size: int = 16,
+    pad_token_id: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> list[PositionComparison]:
+    """Both models on the same batches (never more than one batch of log-probs in memory);
+    the models must share a vocabulary (the same tokenizer)."""
+    _check(items)
+    pad_id = resolve_pad_id(model_p, pad_token_id)
+    order = order_by_length(items)
+    out: dict[int, PositionComparison] = {}
+    states = [(m, m.training) for m in (model_p, model_q)]
+    for m, _ in states:
+        m.eval()
+    try:
+        with torch.inference_mode():
+            for lo in range(0, len(order), batch_size):
+                idx = order[lo : lo + batch_size]
+                chunk = [items[i] for i in idx]
+                ps = _span_logprobs(model_p, chunk, pad_id)
+                qs = _span_logprobs(model_q, chunk, pad_id)
+                if ps[0].shape[-1] != qs[0].shape[-1]:
+                    raise PsmlabError(
+                        f"the models' vocabularies differ ({ps[0].shape[-1]} vs "
+                        f"{qs[0].shape[-1]} logits)",
+                        hint="compare a post-trained model with its own base (same tokenizer)",
+                    )
+                for i, item, p, q in zip(idx, chunk, ps, qs, strict=True):
+                    targets = torch.tensor(item.input_ids[item.start : item.end], dtype=torch.long)
+                    p64, q64 = p.double(), q.double()
+                    out[i] = PositionComparison(
+                        kl=(p64.exp() * (p64 - q64)).sum(-1),
+                        rank_under_q=_rank(q, targets),
+                        rank_under_p=_rank(p, targets),
+                        logprob_p=p.gather(-1, targets[:, None])[:, 0],
+                        logprob_q=q.gather(-1, targets[:, None])[:, 0],
+                    )
+                if progress is not None:
+                    progress(len(chunk))
+    finally:
+        for m, training in states:
+            m.train(training)
+    return [out[i] for i in range(len(items))]
