@@ -19,17 +19,13 @@ from torch import nn
 
 from psmlab.errors import PsmlabError
 from psmlab.internals.layers import model_device
-from psmlab.internals.reading import ReadItem, order_by_length, pad_left, resolve_pad_id
-
-
-def _check(items: Sequence[ReadItem]) -> None:
-    for i, item in enumerate(items):
-        if not 1 <= item.start < item.end <= len(item.input_ids):
-            raise PsmlabError(
-                f"item {i}: span [{item.start}, {item.end}) must satisfy "
-                f"1 <= start < end <= {len(item.input_ids)}",
-                hint="the first token has no prediction: spans start after the prompt",
-            )
+from psmlab.internals.reading import (
+    ReadItem,
+    check_items,
+    order_by_length,
+    pad_left,
+    resolve_pad_id,
+)
 
 
 def _span_logprobs(model: nn.Module, chunk: Sequence[ReadItem], pad_id: int) -> list[torch.Tensor]:
@@ -57,7 +53,7 @@ def position_logprobs(
     pad_token_id: int | None = None,
 ) -> list[torch.Tensor]:
     """Per item, float32 log-probs [end - start, V] of the next token at every span position."""
-    _check(items)
+    check_items(items, min_start=1)
     pad_id = resolve_pad_id(model, pad_token_id)
     order = order_by_length(items)
     out: dict[int, torch.Tensor] = {}
@@ -103,7 +99,7 @@ def compare_positions(
 ) -> list[PositionComparison]:
     """Both models on the same batches (never more than one batch of log-probs in memory);
     the models must share a vocabulary (the same tokenizer)."""
-    _check(items)
+    check_items(items, min_start=1)
     pad_id = resolve_pad_id(model_p, pad_token_id)
     order = order_by_length(items)
     out: dict[int, PositionComparison] = {}

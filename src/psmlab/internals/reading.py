@@ -75,13 +75,16 @@ def resolve_pad_id(model: nn.Module, pad_token_id: int | None) -> int:
     return 0
 
 
-def _check_items(items: Sequence[ReadItem]) -> None:
+def check_items(items: Sequence[ReadItem], min_start: int = 0) -> None:
+    """Every span non-empty, inside its tokens, and starting at `min_start` or later (1 for
+    next-token log-probs: the first token has no prediction)."""
     for i, item in enumerate(items):
-        if not 0 <= item.start < item.end <= len(item.input_ids):
+        if not min_start <= item.start < item.end <= len(item.input_ids):
             raise PsmlabError(
-                f"item {i}: span [{item.start}, {item.end}) is empty or outside its "
-                f"{len(item.input_ids)} tokens",
-                hint="a ReadItem keeps positions start..end-1 of input_ids; start < end <= len",
+                f"item {i}: span [{item.start}, {item.end}) must satisfy "
+                f"{min_start} <= start < end <= {len(item.input_ids)}",
+                hint="a ReadItem keeps positions start..end-1 of input_ids"
+                + ("; a log-prob span starts after the first token" if min_start else ""),
             )
 
 
@@ -149,7 +152,7 @@ def read_activations(
     wanted = sorted(set(layout.check_layers(layers)))
     if not wanted:
         raise PsmlabError("no layers requested", hint="pass layers=[...] (0-based block indices)")
-    _check_items(items)
+    check_items(items)
     device = model_device(model)
     pad_id = resolve_pad_id(model, pad_token_id)
     pooler = _Pooler(pool, wanted)
