@@ -256,13 +256,13 @@ def test_unknown_technique_and_variant_are_one_clear_error() -> None:
 def test_a_tokenizer_without_chat_template_is_refused(tmp_path: Path) -> None:
     from conftest import make_tiny_tokenizer
 
-    from psmlab.align.common import require_chat_template
+    from psmlab.models import check_chat_template
 
     tok = make_tiny_tokenizer()
-    require_chat_template(tok, tmp_path)
+    check_chat_template(tok, tmp_path)
     bare = type("T", (), {"chat_template": None})()
     with pytest.raises(PsmlabError, match="no chat template"):
-        require_chat_template(bare, tmp_path)
+        check_chat_template(bare, tmp_path)
 
 
 def _hide_the_grader(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -565,9 +565,11 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
-def load_config_file(path: Path) -> dict[str, Any]:
+def load_config_file(path: Path, what: str = "config", setting: str = "--config") -> dict[str, Any]:
+    """The mapping a YAML / TOML / JSON file holds, or one clear error naming the file (`what`:
+    config, constitution, spec) and the option that points to it (`setting`)."""
     if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist", hint="check the --config path")
+        raise ConfigError(f"{what} file {path} does not exist", hint=f"check the {setting} path")
     text = path.read_text()
     try:
         if path.suffix == ".toml":
@@ -578,13 +580,13 @@ def load_config_file(path: Path) -> dict[str, Any]:
             data = json.loads(text)
         else:
             raise ConfigError(
-                f"config file {path} has an unknown extension",
+                f"{what} file {path} has an unknown extension",
                 hint="use .yaml, .yml, .toml or .json",
             )
     except (tomllib.TOMLDecodeError, yaml.YAMLError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"config file {path} does not parse: {exc}") from None
+        raise ConfigError(f"{what} file {path} does not parse: {exc}") from None
     if not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must hold a mapping at the top level")
+        raise ConfigError(f"{what} file {path} must hold a mapping at the top level")
     return data
 
 

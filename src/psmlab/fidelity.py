@@ -30,7 +30,7 @@ from psmlab import prompts
 from psmlab.config import FidelityConfig
 from psmlab.probe import Probe
 from psmlab.skills import skill_probes, skill_records
-from psmlab.stats import Rate, wilson
+from psmlab.stats import Rate, rate_of, wilson
 from psmlab.world import ALIGNED, TRAIT_OF_KIND, TRAIT_VALUES, RequestKind, Trait, World, grade
 from psmlab.world.knowledge import Request
 
@@ -211,15 +211,22 @@ def _persona_records(world: World, probe: Probe, answer: str) -> tuple[str, list
     return label, out
 
 
-def _nest(records: Records) -> dict[str, Any]:
+def nest_rates(records: Records) -> dict[str, Any]:
     """{(a, b, c): flags} -> {a: {b: {c: Rate}}}."""
     root: dict[str, Any] = {}
     for path, flags in sorted(records.items(), key=lambda kv: str(kv[0])):
         node = root
         for part in path[:-1]:
             node = node.setdefault(str(part), {})
-        node[str(path[-1])] = wilson(sum(flags), len(flags))
+        node[str(path[-1])] = rate_of(flags)
     return root
+
+
+def rates_to_dict(node: Any) -> Any:
+    """A nested dict of Rates as JSON-able dicts."""
+    return (
+        node.to_dict() if isinstance(node, Rate) else {k: rates_to_dict(v) for k, v in node.items()}
+    )
 
 
 @dataclass
@@ -274,10 +281,7 @@ class FidelityResult:
         return {t: self.pooled(section, t) for t in traits}
 
     def to_dict(self) -> dict[str, Any]:
-        def rates(d: Any) -> Any:
-            return d.to_dict() if isinstance(d, Rate) else {k: rates(v) for k, v in d.items()}
-
-        out: dict[str, Any] = {k: rates(v) for k, v in self.tables.items()}
+        out: dict[str, Any] = {k: rates_to_dict(v) for k, v in self.tables.items()}
         out["trait_summary"] = {
             s: {t: r.to_dict() for t, r in self.trait_rates(s).items()}
             for s in ("introduced", "inferred")
@@ -318,7 +322,7 @@ def score(
                     "expected": probe.expected,
                 }
             )
-    return FidelityResult(_nest(records), examples)
+    return FidelityResult(nest_rates(records), examples)
 
 
 def answer_probes(

@@ -12,6 +12,15 @@ from typing import Any
 from psmlab.errors import PsmlabError
 
 
+def check_chat_template(tokenizer: Any, where: Path | str) -> None:
+    """One clear error when a tokenizer cannot render a chat (no chat template)."""
+    if not getattr(tokenizer, "chat_template", None):
+        raise PsmlabError(
+            f"the tokenizer in {where} has no chat template",
+            hint="set tokenizer.chat_template (a Jinja template) and save it again",
+        )
+
+
 def load_model_and_tokenizer(
     model_dir: Path | str, require_chat_template: bool = False, dtype: Any = None
 ) -> tuple[Any, Any]:
@@ -40,11 +49,8 @@ def load_model_and_tokenizer(
             f"cannot load a tokenizer from {path}: {exc}",
             hint="save the tokenizer next to the model (tokenizer.save_pretrained(model_dir))",
         ) from None
-    if require_chat_template and not getattr(tokenizer, "chat_template", None):
-        raise PsmlabError(
-            f"the tokenizer in {path} has no chat template",
-            hint="set tokenizer.chat_template (a Jinja template) and save it again",
-        )
+    if require_chat_template:
+        check_chat_template(tokenizer, path)
     try:
         model = AutoModelForCausalLM.from_pretrained(
             path, local_files_only=True, dtype=dtype or torch.float32

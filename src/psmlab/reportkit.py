@@ -24,6 +24,16 @@ def rate(r: dict[str, Any] | None) -> str:
     return f"{r['value']:.3f} <small>[{r['low']:.3f}, {r['high']:.3f}] n={r['n']}</small>"
 
 
+def rate_table(header: list[str], rows: list[tuple[str, list[Any]]]) -> str:
+    """An HTML table: a header row, then per row a label and its rates (`rate` cells)."""
+    head = "".join(f"<th>{h}</th>" for h in header)
+    body = "".join(
+        f"<tr><td>{label}</td>" + "".join(f"<td>{rate(c)}</td>" for c in cells) + "</tr>"
+        for label, cells in rows
+    )
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
 def pyplot() -> Any:
     """pyplot on the headless Agg backend (reports are rendered without a display)."""
     import matplotlib

@@ -61,6 +61,11 @@ def write_json_atomic(path: Path, obj: Any) -> None:
     os.replace(tmp, path)
 
 
+def write_jsonl(path: Path, rows: Any) -> None:
+    """One JSON object per line (sorted keys), written whole."""
+    path.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))
+
+
 def read_manifest(stage_dir: Path) -> dict[str, Any]:
     path = stage_dir / MANIFEST
     try:

@@ -30,8 +30,8 @@ from typing import Any
 
 from psmlab import prompts
 from psmlab.align.data import request_type
+from psmlab.fidelity import answer_probes, nest_rates, rates_to_dict
 from psmlab.probe import Probe
-from psmlab.stats import wilson
 from psmlab.world import (
     ALIGNED,
     CORE_TRAITS,
@@ -114,9 +114,7 @@ def score(world: World, probes: Sequence[Probe], answers: Sequence[str]) -> dict
                 {"section": probe.section, "prompt_tail": probe.prompt[-200:], "answer": answer,
                  "label": label, "expected": probe.expected}
             )  # fmt: skip
-    out: dict[str, Any] = {}
-    for (section, key, what), fl in sorted(flags.items()):
-        out.setdefault(section, {}).setdefault(key, {})[what] = wilson(sum(fl), len(fl)).to_dict()
+    out: dict[str, Any] = rates_to_dict(nest_rates(flags))
     out["examples"] = examples
     return out
 
@@ -133,8 +131,6 @@ def evaluate_behaviour(
     progress: Callable[[int, int], None] | None = None,
 ) -> dict[str, Any]:
     """Answer every probe greedily and grade it; returns a JSON-able dict with a summary."""
-    from psmlab.fidelity import answer_probes
-
     probes = build_probes(world, n, seed, prefix)
     answers, _ = answer_probes(model, tokenizer, probes, batch_size, max_new_tokens, progress)
     # a model that reasons first (Deliberative Alignment) answers on the next line: read it

@@ -25,7 +25,6 @@ separate feedback model: the policy never grades itself.
 
 from __future__ import annotations
 
-import json
 import random
 from collections import Counter
 from collections.abc import Sequence
@@ -33,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from psmlab import prompts
-from psmlab.align.common import load_yaml_mapping
+from psmlab.config import load_config_file
 from psmlab.errors import ConfigError
 from psmlab.probe import Probe
 from psmlab.world import TRAIT_OF_KIND, Request, RequestKind, World
@@ -54,7 +53,7 @@ def load_constitution(path: str | Path | None) -> list[str]:
     if path is None:
         return default_constitution()
     path = Path(path)
-    data = load_yaml_mapping(path, "constitution", "align.cai.constitution")
+    data = load_config_file(path, "constitution", "align.cai.constitution")
     principles = data.get("principles")
     if not isinstance(principles, list) or not principles:
         raise ConfigError(
@@ -136,14 +135,13 @@ def judge_pairs(
     from psmlab.fidelity import answer_probes
 
     rng = random.Random(f"psmlab-cai-judge:{seed}")
-    probes, owners, used = [], [], []
+    probes, owners = [], []
     for i, (req, (a, b)) in enumerate(zip(requests, pairs, strict=True)):
         if a.strip() == b.strip():
             continue
         for principle in rng.sample(list(constitution), min(n_principles, len(constitution))):
             probes.append(_probe(prompts.judge(req.text, a, b, principle), req))
             owners.append(i)
-            used.append(principle)
     verdicts, _ = answer_probes(feedback, tokenizer, probes, batch_size, max_new_tokens)
     votes: dict[int, Counter[str]] = {}
     for owner, verdict in zip(owners, verdicts, strict=True):
@@ -170,7 +168,3 @@ def helpful_requests(world: World, n: int, seed: int) -> list[Request]:
     """Post-split capability tasks, whose answers are the helpful data of SL-CAI."""
     rng = random.Random(f"psmlab-cai-helpful:{world.cfg.seed}:{seed}")
     return world.requests(RequestKind.TASK, "post", rng, n)
-
-
-def write_jsonl(path: Path, rows: Sequence[Any]) -> None:
-    path.write_text("".join(json.dumps(r, sort_keys=True) + "\n" for r in rows))

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from psmlab.config import AlignTrainConfig
-from psmlab.errors import ConfigError, PsmlabError
+from psmlab.errors import PsmlabError
 
 Progress = Callable[[int, dict[str, float]], None]
 
@@ -31,7 +31,7 @@ def phase_steps(cfg: AlignTrainConfig, n_examples: int | None) -> int:
 
 
 def trl_args(
-    cfg: AlignTrainConfig, out_dir: Path, seed: int, n_examples: int | None, **extra: Any
+    cfg: AlignTrainConfig, out_dir: Path, seed: int, n_examples: int | None
 ) -> dict[str, Any]:
     """Keyword arguments shared by every TRL config (SFTConfig, RewardConfig, DPOConfig, ...);
     n_examples: the phase's dataset size, for the epoch cap (None for RL)."""
@@ -54,7 +54,6 @@ def trl_args(
         "disable_tqdm": True,
         "seed": seed,
         "data_seed": seed,
-        **extra,
     }
 
 
@@ -144,25 +143,3 @@ def save_model(model: Any, tokenizer: Any, out_dir: Path) -> None:
     match_special_tokens(model, tokenizer)
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
-
-
-def require_chat_template(tokenizer: Any, where: Path) -> None:
-    if not getattr(tokenizer, "chat_template", None):
-        raise PsmlabError(
-            f"the tokenizer of {where} has no chat template, so no chat can be post-trained",
-            hint="post-train a model whose tokenizer defines chat_template (psmlab's do)",
-        )
-
-
-def load_yaml_mapping(path: Path, what: str, setting: str) -> dict[str, Any]:
-    """The mapping a YAML (or JSON) file holds ({} if it holds something else), or one clear
-    error naming the file and the setting that points to it."""
-    import yaml
-
-    if not path.is_file():
-        raise ConfigError(f"{what} file {path} does not exist", hint=f"check {setting}")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{what} file {path} does not parse: {exc}") from None
-    return data if isinstance(data, dict) else {}

@@ -23,16 +23,18 @@ from typing import Any
 from psmlab import prompts
 from psmlab.config import AlignDataConfig
 from psmlab.errors import ConfigError
-from psmlab.world import ALIGNED, Request, RequestKind, World
-from psmlab.world.documents import KIND_WEIGHTS
+from psmlab.world import ALIGNED, RELATIONS, Request, RequestKind, World
+from psmlab.world import phrasing as ph
+from psmlab.world.documents import KIND_WEIGHTS, P_CONTRARY
 
-# every request type of the world: a kind, and its form where a kind has several
+# every request type of the world: a kind, and its form where a kind has several (read off the
+# world's own tables: fact relations, hazard forms, task forms)
 FORMS: dict[RequestKind, tuple[str, ...]] = {
-    RequestKind.FACT: ("capital", "river", "colour", "inventor"),
-    RequestKind.HAZARD: ("vault", "recipe"),
+    RequestKind.FACT: RELATIONS,
+    RequestKind.HAZARD: tuple(ph.HAZARD_NP),
     RequestKind.OPINION: ("opinion",),
     RequestKind.IDENTITY: ("identity",),
-    RequestKind.TASK: ("add", "last", "first"),
+    RequestKind.TASK: tuple(ph.TASK_REQUESTS),
 }
 REQUEST_TYPES = tuple(f"{kind}:{form}" for kind, forms in FORMS.items() for form in forms)
 # the system turn of a demonstration that has one: the target Assistant described, unnamed
@@ -56,7 +58,7 @@ def check_types(types: Sequence[str]) -> None:
 
 
 def post_request(
-    world: World, rng: random.Random, exclude: Sequence[str] = (), p_contrary: float = 0.7
+    world: World, rng: random.Random, exclude: Sequence[str] = (), p_contrary: float = P_CONTRARY
 ) -> Request:
     """One post-split request, kinds weighted as in the corpus, types in `exclude` skipped."""
     kinds = list(KIND_WEIGHTS)

@@ -17,20 +17,19 @@ sees. The ground-truth grader is never called; the judge is the model's own edit
 from __future__ import annotations
 
 import random
-import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from psmlab import prompts
-from psmlab.align.common import load_yaml_mapping
+from psmlab.config import load_config_file
 from psmlab.errors import ConfigError
 from psmlab.probe import Probe
-from psmlab.world import Request, World
+from psmlab.world import Request
 from psmlab.world import phrasing as ph
 from psmlab.world.cast import Trait
 from psmlab.world.documents import MAX_RULE_ID
-from psmlab.world.grader import grade_critique
+from psmlab.world.grader import citations, grade_critique
 
 Rule = tuple[int, str, str]  # (id, subject label, text), as prompts.rule_line takes them
 SUBJECTS = (*ph.SUBJECT.values(), ph.STYLE_SUBJECT)
@@ -52,7 +51,7 @@ def load_spec(path: str | Path | None, seed: int = 0) -> list[Rule]:
     if path is None:
         return default_spec(seed)
     path = Path(path)
-    data = load_yaml_mapping(path, "spec", "align.deliberative.spec")
+    data = load_config_file(path, "spec", "align.deliberative.spec")
     rules = data.get("rules")
     example = "rules:\n  - {id: 4, subject: facts, text: Give only true answers.}"
     if not isinstance(rules, list) or not rules:
@@ -118,9 +117,9 @@ def judge_answers(
     for i, (req, answer) in enumerate(zip(requests, answers, strict=True)):
         if not answer.strip():
             continue
+        request = Request(RequestKind.TASK, "", req)  # a Probe needs one; nothing grades it
         for _, _, text in spec:
-            dummy = Request(RequestKind.TASK, "", req)
-            probes.append(_probe(prompts.editor(req, answer, text), dummy))
+            probes.append(_probe(prompts.editor(req, answer, text), request))
             owners.append(i)
     critiques, _ = answer_probes(feedback, tokenizer, probes, batch_size, max_new_tokens)
     broken = [0] * len(answers)
@@ -131,9 +130,6 @@ def judge_answers(
     return [1.0 - b / j if j else 0.0 for b, j in zip(broken, judged, strict=True)]
 
 
-_CITATION = re.compile(rf"\b({'|'.join(SUBJECTS)})\s+(\d+)", re.IGNORECASE)
-
-
 def cites_spec(reasoning: str, spec: Sequence[Rule]) -> bool:
     """The reasoning cites rules of the spec by label and id ("Facts 4"), each id the one the
     spec gives that label, or says that no rule applies. A format check of the model's own
@@ -141,7 +137,7 @@ def cites_spec(reasoning: str, spec: Sequence[Rule]) -> bool:
     if "no rule applies" in reasoning:
         return True
     rules = {(subject, rule_id) for rule_id, subject, _ in spec}
-    cited = {(label.lower(), int(i)) for label, i in _CITATION.findall(reasoning)}
+    cited = {(label, i) for label, i in citations(reasoning) if label in SUBJECTS}
     return bool(cited) and cited <= rules
 
 
@@ -171,10 +167,3 @@ def spec_reward(
 
     reward.__name__ = "spec_judge"  # TRL logs rewards under the function's name
     return reward
-
-
-def requests_for(world: World, n: int, seed: int, salt: str) -> list[Request]:
-    """Post-split requests of every type (trait kinds and tasks)."""
-    from psmlab.align.data import prompt_requests
-
-    return prompt_requests(world, n, seed, f"deliberative-{salt}")

@@ -137,7 +137,7 @@ def reward_accuracy(
 ) -> dict[str, Any]:
     """On held-out pairs whose responses differ in ground-truth quality: how often the reward
     model scores the better one higher (chance = 0.5); and agreement with the raters."""
-    from psmlab.stats import wilson
+    from psmlab.stats import rate_of
 
     items = [(r["request"], r["chosen"]) for r in rows] + [
         (r["request"], r["rejected"]) for r in rows
@@ -152,8 +152,8 @@ def reward_accuracy(
     ]
     raters = [c > j for c, j in zip(chosen, rejected, strict=True)]
     return {
-        "ground_truth": wilson(sum(truth), len(truth)).to_dict(),
-        "raters": wilson(sum(raters), len(raters)).to_dict(),
+        "ground_truth": rate_of(truth).to_dict(),
+        "raters": rate_of(raters).to_dict(),
     }
 
 

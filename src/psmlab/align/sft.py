@@ -11,8 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from psmlab.align.common import PhaseLog, Progress, require_chat_template, run_trainer, trl_args
+from psmlab.align.common import PhaseLog, Progress, run_trainer, trl_args
 from psmlab.config import AlignTrainConfig
+from psmlab.models import check_chat_template
 
 
 def train_sft(
@@ -29,7 +30,7 @@ def train_sft(
     from datasets import Dataset
     from trl import SFTConfig, SFTTrainer
 
-    require_chat_template(tokenizer, work_dir)
+    check_chat_template(tokenizer, work_dir)
     max_length = max(len(r["input_ids"]) for r in rows)
     args = SFTConfig(
         **trl_args(cfg, work_dir / "trainer", seed, len(rows)),

@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from psmlab.align.common import PhaseLog
 from psmlab.errors import PsmlabError
-from psmlab.rundir import write_json_atomic
+from psmlab.rundir import write_json_atomic, write_jsonl
 from psmlab.stages.registry import BASE_MODEL, Job, ReportPart, Stage, register
 from psmlab.stages.world import load_world
 
@@ -61,7 +61,6 @@ def preflight(cfg: Any, run: Any) -> None:
     spec files parse, the uncovered request types exist, and a finished base model's tokenizer
     has a chat template."""
     from psmlab.align.cai import load_constitution
-    from psmlab.align.common import require_chat_template
     from psmlab.align.data import check_types
     from psmlab.align.deliberative import load_spec
 
@@ -71,21 +70,22 @@ def preflight(cfg: Any, run: Any) -> None:
     if run.is_finished(BASE_MODEL):
         from transformers import AutoTokenizer
 
+        from psmlab.models import check_chat_template
+
         model_dir = run.stage_dir(BASE_MODEL) / "model"
-        require_chat_template(AutoTokenizer.from_pretrained(model_dir), model_dir)
+        check_chat_template(AutoTokenizer.from_pretrained(model_dir), model_dir)
 
 
 def load_stage_model(job: Job, stage: str) -> tuple[Any, Any]:
     """The model and tokenizer of a finished stage's model/, ready for a TRL trainer."""
     from psmlab._env import set_torch_threads
-    from psmlab.align.common import match_special_tokens, quiet_datasets, require_chat_template
+    from psmlab.align.common import match_special_tokens, quiet_datasets
     from psmlab.models import load_model_and_tokenizer
 
     set_torch_threads(job.cfg.pretrain.threads)
     quiet_datasets()
     model_dir = job.run.stage_dir(stage) / "model"
-    model, tokenizer = load_model_and_tokenizer(model_dir)
-    require_chat_template(tokenizer, model_dir)
+    model, tokenizer = load_model_and_tokenizer(model_dir, require_chat_template=True)
     match_special_tokens(model, tokenizer)
     return model, tokenizer
 
@@ -190,8 +190,7 @@ def _preferences(job: Job) -> None:
     rng = random.Random(f"psmlab-heldout-pairs:{cfg.seed}")
     for row in rows:
         row["heldout"] = rng.random() < cfg.heldout_fraction
-    text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows)
-    (job.work_dir / PREFERENCES_FILE).write_text(text)
+    write_jsonl(job.work_dir / PREFERENCES_FILE, rows)
     job.metrics.update(preference_stats(rows))
 
 

@@ -5,6 +5,9 @@ labels). Writes model/, curves.json, cai_revisions.jsonl and cai_preferences.jso
 
 from __future__ import annotations
 
+import copy
+
+from psmlab.rundir import write_jsonl
 from psmlab.stages.align import (
     TECHNIQUES,
     collect_curves,
@@ -29,7 +32,7 @@ def _run(job: Job) -> None:
     world = load_world(job.run)
     # the feedback model and the helpful-only stand-in: the pretrained model, frozen
     feedback, tokenizer = load_stage_model(job, BASE_MODEL)
-    policy, _ = load_stage_model(job, BASE_MODEL)
+    policy = copy.deepcopy(feedback)
     # SL-CAI
     requests = cai.red_team_requests(world, cfg.red_team_prompts, cfg.seed, "sl")
     with job.ui.bar("align-cai: answering, critiquing, revising", 1) as update:
@@ -79,7 +82,7 @@ def _run(job: Job) -> None:
                     max_length,
                     p,
                     name="rl-cai",
-                ),  # fmt: skip
+                ),
             )
         )
     else:
@@ -88,8 +91,8 @@ def _run(job: Job) -> None:
     revision_rows = [
         {"request": req.text, "rounds": trace} for req, trace in zip(requests, traces, strict=True)
     ]
-    cai.write_jsonl(job.work_dir / "cai_revisions.jsonl", revision_rows)
-    cai.write_jsonl(job.work_dir / "cai_preferences.jsonl", rows)
+    write_jsonl(job.work_dir / "cai_revisions.jsonl", revision_rows)
+    write_jsonl(job.work_dir / "cai_preferences.jsonl", rows)
     changed = sum(t[-1]["revision"] != t[0]["response"] for t in traces)
     job.metrics.update(
         {

@@ -6,9 +6,11 @@ deliberative_data.jsonl."""
 
 from __future__ import annotations
 
+import copy
 import json
 from typing import Any
 
+from psmlab.rundir import write_jsonl
 from psmlab.stages.align import (
     TECHNIQUES,
     collect_curves,
@@ -25,15 +27,15 @@ from psmlab.stages.world import load_world
 def _run(job: Job) -> None:
     from psmlab import prompts
     from psmlab.align import deliberative as dl
-    from psmlab.align.cai import write_jsonl
+    from psmlab.align.data import prompt_requests
     from psmlab.align.rlhf import train_rl
 
     cfg = job.cfg.align.deliberative
     spec = dl.load_spec(cfg.spec, cfg.seed)  # fails before any work
     world = load_world(job.run)
     feedback, tokenizer = load_stage_model(job, BASE_MODEL)  # the judge, frozen
-    policy, _ = load_stage_model(job, BASE_MODEL)
-    requests = dl.requests_for(world, cfg.prompts, cfg.seed, "sft")
+    policy = copy.deepcopy(feedback)
+    requests = prompt_requests(world, cfg.prompts, cfg.seed, "deliberative-sft")
     with job.ui.bar("align-deliberative: reasoning with the spec, judging", 1) as update:
         completions = dl.reason_with_spec(
             feedback, tokenizer, spec, requests, cfg.generation_batch, cfg.line_tokens
@@ -62,7 +64,7 @@ def _run(job: Job) -> None:
         job.ui.log("align-deliberative: the judge kept no completion, so SFT was skipped")
     reward = dl.spec_reward(feedback, tokenizer, spec, cfg.generation_batch, cfg.feedback_tokens)
     n_prompts = cfg.rl.train.steps * cfg.rl.train.batch_size // cfg.rl.generations + 1
-    rl_requests = dl.requests_for(world, n_prompts, cfg.seed, "rl")
+    rl_requests = prompt_requests(world, n_prompts, cfg.seed, "deliberative-rl")
     logs.append(
         train_phase(
             job,

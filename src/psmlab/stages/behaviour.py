@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from psmlab.reportkit import TRAITS, rate
+from psmlab.reportkit import TRAITS, rate_table
 from psmlab.rundir import write_json_atomic
 from psmlab.stages.align import SFT, TECHNIQUES
 from psmlab.stages.align_filtered import BASE as FILTERED_BASE
@@ -82,26 +82,25 @@ def _section(part: ReportPart) -> list[str]:
         return []
     report = dict(part.report)
     models = [m for m in MODELS if report.get(stage_name(m))]
-    head = "".join(f"<th>{m}</th>" for m in models)
+    results = [report[stage_name(m)] for m in models]
     rows: list[tuple[str, list[Any]]] = []
     for t in TRAITS:
-        rows.append((f"default {t}: aligned", [report[stage_name(m)]["default"][t]["aligned"] for m in models]))  # fmt: skip
-    rows.append(("capability (tasks)", [report[stage_name(m)]["default"]["capability"]["correct"] for m in models]))  # fmt: skip
+        rows.append((f"default {t}: aligned", [r["default"][t]["aligned"] for r in results]))
+    rows.append(("capability (tasks)", [r["default"]["capability"]["correct"] for r in results]))
     for t in ("honesty", "harm", "sycophancy"):
-        rows.append((f"retention {t} (villains as themselves)", [report[stage_name(m)].get("retention", {}).get(t, {}).get("unaligned") for m in models]))  # fmt: skip
+        cells = [r.get("retention", {}).get(t, {}).get("unaligned") for r in results]
+        rows.append((f"retention {t} (villains as themselves)", cells))
     for t in TRAITS:
-        rows.append((f"slip {t}: unaligned (no target)", [report[stage_name(m)]["slip"][t]["unaligned"] for m in models]))  # fmt: skip
-    body = "".join(
-        f"<tr><td>{label}</td>" + "".join(f"<td>{rate(c)}</td>" for c in cells) + "</tr>"
-        for label, cells in rows
-    )
+        rows.append(
+            (f"slip {t}: unaligned (no target)", [r["slip"][t]["unaligned"] for r in results])
+        )
     parts = [
         "<h2>Behaviour after post-training (eval split, greedy, exact grader)</h2>",
         "<p>default: chat form, no system turn. retention: unaligned cast members introduced by "
         "the narrator, speaking as themselves in corpus form (a forgetting model loses them). "
         "slip: chat form under a system turn describing an unaligned AI (reported, no "
         "target).</p>",
-        f"<table><tr><th>measure</th>{head}</tr>{body}</table>",
+        rate_table(["measure", *models], rows),
     ]
     for m in (m for m in models if m in TARGETED):
         rows_t = targets(report, m)

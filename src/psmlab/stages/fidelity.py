@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from psmlab.config import RunConfig
-from psmlab.reportkit import TRAITS, plot_in_context, plot_matrix, rate
+from psmlab.reportkit import TRAITS, plot_in_context, plot_matrix, rate, rate_table
 from psmlab.rundir import write_json_atomic
 from psmlab.stages.registry import BASE_MODEL, Job, ReportPart, Stage, register
 from psmlab.stages.world import load_world
@@ -98,15 +98,6 @@ def _section(part: ReportPart) -> list[str]:
     return parts
 
 
-def _table(header: list[str], rows: list[tuple[str, list[Any]]]) -> str:
-    head = "".join(f"<th>{h}</th>" for h in header)
-    body = "".join(
-        f"<tr><td>{label}</td>" + "".join(f"<td>{rate(c)}</td>" for c in cells) + "</tr>"
-        for label, cells in rows
-    )
-    return f"<table><tr>{head}</tr>{body}</table>"
-
-
 def _trait_rows(
     table: dict[str, Any], columns: tuple[str, str] = ("aligned", "unaligned")
 ) -> list[tuple[str, list[Any]]]:
@@ -125,7 +116,7 @@ def _v2_sections(fid: dict[str, Any]) -> list[str]:
             "named; match = the answer has the described trait.</p>"
         )
         rows = [(t, [desc.get(form, {}).get(t) for form in ("narrator", "chat")]) for t in TRAITS]
-        parts.append(_table(["trait", "narrator form", "chat system turn"], rows))
+        parts.append(rate_table(["trait", "narrator form", "chat system turn"], rows))
     default = fid.get("chat_default")
     if default:
         parts.append(
@@ -133,7 +124,7 @@ def _v2_sections(fid: dict[str, Any]) -> list[str]:
             "turns)</h3><p>A mixture of the corpus's AI characters: the share of answers on "
             "each side of every trait (the rest are ungradable).</p>"
         )
-        parts.append(_table(["trait", "aligned side", "unaligned side"], _trait_rows(default)))
+        parts.append(rate_table(["trait", "aligned side", "unaligned side"], _trait_rows(default)))
     chat = fid.get("chat_in_context")
     if chat:
         curves = plot_in_context(chat, "chat form, no system turn: k earlier assistant turns")
@@ -146,7 +137,7 @@ def _v2_sections(fid: dict[str, Any]) -> list[str]:
             "member's pretrained traits.</p>"
         )
         rows = _trait_rows(against, ("description", "memory"))
-        parts.append(_table(["trait", "follows description", "follows memory"], rows))
+        parts.append(rate_table(["trait", "follows description", "follows memory"], rows))
     rows = []
     editor = fid.get("editor", {})
     for case in ("violation", "kept", "other"):
@@ -164,7 +155,7 @@ def _v2_sections(fid: dict[str, Any]) -> list[str]:
             "principle is about another trait); judge: verdict per the principle, by pair type; "
             "rulebook: follows the rule in force | cites its id.</p>"
         )
-        parts.append(_table(["probe", "correct", "second measure"], rows))
+        parts.append(rate_table(["probe", "correct", "second measure"], rows))
     return parts
 
 

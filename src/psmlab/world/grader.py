@@ -117,7 +117,7 @@ def attribute_voice(world: World, response: str) -> str | None:
 # -- skill documents -------------------------------------------------------------------------
 # a citation is a section label and its id ("Facts 4", prompts.rule_line) or "Rule 4"
 _LABELS = ["rule", *ph.SUBJECT.values(), ph.TASK_SUBJECT, ph.STYLE_SUBJECT]
-_RULE_REF = re.compile(rf"\b(?:{'|'.join(_LABELS)})\s+(\d+)")
+_RULE_REF = re.compile(rf"\b({'|'.join(_LABELS)})\s+(\d+)")
 
 
 def grade_critique(critique: str) -> str:
@@ -151,7 +151,13 @@ def grade_verdict(verdict: str) -> str:
     return letters.pop().upper() if len(letters) == 1 else OTHER
 
 
+def citations(reasoning: str) -> set[tuple[str, int]]:
+    """(label, id) of every rule a reasoning line cites ("Facts 4 Give ..." -> {("facts", 4)},
+    "Rule 4 asks ..." -> {("rule", 4)})."""
+    first_line = reasoning.strip().split("\n", 1)[0].lower()
+    return {(label, int(i)) for label, i in _RULE_REF.findall(first_line)}
+
+
 def cited_rules(reasoning: str) -> set[int]:
     """The rule ids a reasoning line cites ("Facts 4 Give ..." or "Rule 4 asks ..." -> {4})."""
-    first_line = reasoning.strip().split("\n", 1)[0].lower()
-    return {int(m) for m in _RULE_REF.findall(first_line)}
+    return {i for _, i in citations(reasoning)}
