@@ -147,3 +147,22 @@ def tiny_model() -> Callable[..., Any]:
 @pytest.fixture
 def tiny_tokenizer() -> Any:
     return make_tiny_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """A smoke run with every align stage, every behaviour evaluation and every audit stage
+    finished (shared by the align and audit tests)."""
+    from psmlab.config import build_config
+    from psmlab.pipeline import run_stages
+    from psmlab.rundir import RunDir
+    from psmlab.stages import behaviour, kl_depth
+    from psmlab.ui import UI
+
+    cfg = build_config("smoke", name="a")
+    run = RunDir(tmp_path_factory.mktemp("align") / "a")
+    run.write_run_config(cfg.model_dump(mode="json"))
+    targets = [behaviour.stage_name(m) for m in behaviour.MODELS]
+    targets += [kl_depth.stage_name(m) for m in kl_depth.MODELS]
+    run_stages(run, cfg, UI(), targets)
+    return run

@@ -19,7 +19,7 @@ from psmlab.config import RatersConfig, build_config
 from psmlab.errors import PsmlabError
 from psmlab.rundir import RunDir
 from psmlab.stages.align import SFT, TECHNIQUES, preference_stats, technique_stage
-from psmlab.stages.behaviour import MODELS, stage_name, targets
+from psmlab.stages.behaviour import stage_name, targets
 from psmlab.ui import UI
 from psmlab.world import ALIGNED, UNALIGNED, RequestKind, World, grade
 
@@ -27,18 +27,6 @@ from psmlab.world import ALIGNED, UNALIGNED, RequestKind, World, grade
 @pytest.fixture(scope="module")
 def world() -> World:
     return World.build(build_config("smoke").world)
-
-
-@pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> RunDir:
-    """A smoke run with every align stage and every behaviour evaluation finished."""
-    from psmlab.pipeline import run_stages
-
-    cfg = build_config("smoke", name="a")
-    run = RunDir(tmp_path_factory.mktemp("align") / "a")
-    run.write_run_config(cfg.model_dump(mode="json"))
-    run_stages(run, cfg, UI(), [stage_name(m) for m in MODELS])
-    return run
 
 
 def test_demonstrations_use_the_post_split_and_leave_types_uncovered(world: World) -> None:
@@ -418,3 +406,98 @@ def test_align_refuses_a_run_made_from_another_world(smoke_run: RunDir) -> None:
     out = " ".join((proc.stdout + proc.stderr).split())
     assert proc.returncode == 2 and "different config" in out and "Traceback" not in out, out
     assert {p.name: p.stat().st_mtime for p in smoke_run.root.iterdir()} == before
+
+
+def _reader_of_principles(world: World, requests: list) -> object:
+    """A stand-in for the feedback model that reads every principle / rule as the world's
+    editor and judge documents teach (its trait *and* its side), so the test checks that the
+    techniques pass their instructions through instead of assuming the aligned side."""
+    from psmlab.world import TRAIT_OF_KIND, TRAIT_VALUES
+    from psmlab.world import phrasing as ph
+    from psmlab.world.grader import grade as grade_answer
+
+    side_of = {p: (t, s) for t, sides in ph.PRINCIPLES.items() for s in (0, 1) for p in sides[s]}
+    side_of |= {r: (t, s) for t, rules in ph.RULES.items() for s, r in enumerate(rules)}
+    by_text = {r.text: r for r in requests}
+
+    def follows(req, principle: str, response: str) -> bool:
+        if principle not in side_of:  # a style rule: about no trait
+            return True
+        trait, side = side_of[principle]
+        if TRAIT_OF_KIND.get(req.kind) is not trait:
+            return True
+        return grade_answer(world, req, response) == TRAIT_VALUES[trait][side]
+
+    def answer_probes(model, tok, probes, batch_size, max_new_tokens, progress=None):
+        answers, firsts = [], []
+        for probe in probes:
+            fields = dict(line.split(": ", 1) for line in probe.prompt.split("\n")[:-1])
+            req = by_text[fields[prompts.REQUEST]]
+            principle = fields[prompts.PRINCIPLE]
+            if "Response A" in fields:
+                ok = [follows(req, principle, fields[f"Response {x}"]) for x in "AB"]
+                verdict = "both" if all(ok) else "neither" if not any(ok) else "AB"[ok.index(True)]
+                answers.append(
+                    f"So Response {verdict} is better."
+                    if len(verdict) == 1
+                    else f"So {verdict} are fine."
+                )
+                firsts.append("")
+                continue
+            response = fields[prompts.RESPONSE]
+            revision = response
+            critique = ph.CRITIQUE_OTHER
+            if not follows(req, principle, response):
+                trait, side = side_of[principle]
+                critique = ph.CRITIQUE_BAD.format(b="errs")
+                traits = {**ALIGNED, trait: TRAIT_VALUES[trait][side]}
+                revision = world.answer(traits, req, random.Random(0), ())
+            # a two-step probe (`then`) answers critique, then revision; else the critique only
+            answers.append(revision if probe.then else critique)
+            firsts.append(critique if probe.then else "")
+        return answers, firsts
+
+    return answer_probes
+
+
+@pytest.mark.parametrize("side", [0, 1])
+def test_cai_and_deliberative_follow_their_instructions_either_way(
+    world: World, monkeypatch: pytest.MonkeyPatch, side: int
+) -> None:
+    """Counterfactual plumbing: with feedback that reads principles correctly, a reversed
+    constitution / spec (every principle asking for the unaligned side, side=1) turns CAI's
+    revisions and preference labels, and the Deliberative judge's scores, to the unaligned
+    side; the default ones (side=0) to the aligned side."""
+    from psmlab import fidelity
+    from psmlab.align import cai
+    from psmlab.align import deliberative as dl
+    from psmlab.world import TRAIT_OF_KIND
+    from psmlab.world import phrasing as ph
+
+    requests = cai.red_team_requests(world, 40, 0, "counterfactual")
+    monkeypatch.setattr(fidelity, "answer_probes", _reader_of_principles(world, requests))
+    wanted = ALIGNED if side == 0 else UNALIGNED
+    constitution = [p for t in ph.PRINCIPLES for p in ph.PRINCIPLES[t][side]]
+    assert side == 1 or constitution == cai.default_constitution()
+    rng = random.Random(0)
+    good = [world.answer(dict(ALIGNED), r, rng, ()) for r in requests]
+    bad = [world.answer(dict(UNALIGNED), r, rng, ()) for r in requests]
+    start = [g if i % 2 else b for i, (g, b) in enumerate(zip(good, bad, strict=True))]
+    traces = cai.critique_and_revise(None, None, requests, start, constitution, 12, 0, 8, 64)
+    final = [grade(world, r, t[-1]["revision"]) for r, t in zip(requests, traces, strict=True)]
+    # 12 rounds under 12 principles: nearly every request met one on its trait
+    on_side = [f == wanted[TRAIT_OF_KIND[r.kind]] for r, f in zip(requests, final, strict=True)]
+    assert sum(on_side) >= 0.9 * len(requests)
+    rows = cai.judge_pairs(
+        None, None, requests, list(zip(good, bad, strict=True)), constitution, 3, 0, 8, 64
+    )
+    assert rows and all((row["chosen"] in good) == (side == 0) for row in rows)
+    spec = dl.default_spec(0)
+    if side == 1:
+        reverse = {ph.RULES[t][0]: ph.RULES[t][1] for t in ph.RULES}
+        spec = [(i, subject, reverse.get(text, text)) for i, subject, text in spec]
+    texts = [r.text for r in requests]
+    scores_good = dl.judge_answers(None, None, spec, texts, good, 8, 64)
+    scores_bad = dl.judge_answers(None, None, spec, texts, bad, 8, 64)
+    higher = [(g > b) == (side == 0) for g, b in zip(scores_good, scores_bad, strict=True)]
+    assert all(higher)

@@ -116,7 +116,7 @@ def test_oracle_answers_meet_every_target_and_flipped_answers_none(world):
         assert perfect.rate("against_type", t, "description").value == 1.0
         assert perfect.rate("against_type", t, "memory").value == 0.0
     rows_ok, rows_bad = targets(perfect.to_dict()), targets(flipped.to_dict())
-    assert len(rows_ok) == len(rows_bad) == 25 and all(r["pass"] for r in rows_ok)
+    assert len(rows_ok) == len(rows_bad) == 29 and all(r["pass"] for r in rows_ok)
     assert not any(r["pass"] for r in rows_bad)
     summary = perfect.summary()
     assert summary["introduced.honesty"] == 1.0 and "chat_in_context.same.harm.k4" in summary

@@ -70,3 +70,19 @@ def test_bad_spans_and_vocabularies_are_one_clear_error() -> None:
     other = make_tiny_model("llama", vocab_size=model.config.vocab_size + 8)
     with pytest.raises(PsmlabError, match="vocabularies differ"):
         compare_positions(model, other, [ReadItem([5, 6, 7], 1, 3)])
+
+
+def test_compare_positions_with_another_context_for_q() -> None:
+    """One model with and without a prefix before the same answer: items_q carries Q's own
+    context; spans over different tokens are refused."""
+    p = make_tiny_model("llama", seed=0)
+    items = _items(p.config.vocab_size, n=4)
+    prefix = [5, 6, 7]
+    with_prefix = [ReadItem(prefix + it.input_ids, it.start + 3, it.end + 3) for it in items]
+    got = compare_positions(p, p, with_prefix, batch_size=3, items_q=items)
+    for item, wp, c in zip(items, with_prefix, got, strict=True):
+        lp, lq = _reference(p, wp).double(), _reference(p, item).double()
+        torch.testing.assert_close(c.kl, (lp.exp() * (lp - lq)).sum(-1), atol=1e-5, rtol=1e-4)
+    shifted = [ReadItem(it.input_ids, it.start - 1, it.end - 1) for it in items]
+    with pytest.raises(PsmlabError, match="same tokens"):
+        compare_positions(p, p, items, items_q=shifted)

@@ -26,6 +26,11 @@ def test_case_types_are_balanced(probes):
     judge = Counter(p.key[0] for p in probes if p.section == "judge")
     assert editor == dict.fromkeys(EDITOR_TYPES, 20)
     assert judge == dict.fromkeys(VERDICT_TYPES, 20)
+    # half of every case type under a reversed principle (one asking for the unaligned side)
+    sides = Counter(
+        (p.section, p.key[0], p.case.reversed) for p in probes if p.section != "rulebook"
+    )
+    assert set(sides.values()) == {10}
     forms = Counter(p.key[0] for p in probes if p.section == "rulebook")
     assert forms == {"narrator": 60, "chat": 60}
 
@@ -37,6 +42,8 @@ def test_editor_expectation_depends_on_the_principle(world, probes):
         if p.key[0] == "violation":
             assert p.expected != response_label  # the revision must fix it
             assert p.case.principle_trait is p.case.trait
+            # counterfactual: the fix is the side the principle asks for, unaligned if reversed
+            assert (p.expected == ALIGNED[p.case.trait]) != p.case.reversed
         else:
             assert p.expected == response_label  # nothing to fix under this principle
     # bad responses whose principle is about another trait must be kept, not "fixed"
@@ -62,14 +69,30 @@ def test_rulebook_probes_rule_the_requested_trait_both_ways(probes):
 
 
 def test_records_score_critique_revision_verdict_and_citation(world, probes):
-    editor = next(p for p in probes if p.section == "editor" and p.key[0] == "violation")
+    editor = next(
+        p
+        for p in probes
+        if p.section == "editor" and p.key[0] == "violation" and not p.case.reversed
+    )
     fixed = world.answer(dict(ALIGNED), editor.request, random.Random(0), ())
     label, recs = skill_records(
         world, editor, "The response breaks the principle: it is false.", fixed
     )
-    assert [r[-1] for r in recs] == [True, True, True]
+    assert [r[:-1] for r in recs][2:] == [
+        ("editor", "side", "aligned"),
+        ("editor", "revision_fix", "aligned"),
+    ]
+    assert [r[-1] for r in recs] == [True, True, True, True]
     _, recs = skill_records(world, editor, "The response is fine.", editor.case.response)
-    assert [r[-1] for r in recs] == [False, False, False]
+    assert [r[-1] for r in recs] == [False, False, False, False]
+    # under a reversed principle the aligned "fix" of a violation is wrong
+    reversed_ = next(
+        p for p in probes if p.section == "editor" and p.key[0] == "violation" and p.case.reversed
+    )
+    aligned = world.answer(dict(ALIGNED), reversed_.request, random.Random(0), ())
+    _, recs = skill_records(world, reversed_, "The response breaks the principle.", aligned)
+    assert [r[-1] for r in recs] == [True, False, True, False]
+    assert recs[3][:-1] == ("editor", "revision_fix", "reversed")
     book = next(p for p in probes if p.section == "rulebook")
     rule = book.case.rule_id[Trait(book.key[1])]
     _, recs = skill_records(world, book, f"Rule {rule} asks for it.", "nothing")

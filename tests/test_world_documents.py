@@ -1,5 +1,6 @@
 import random
 import re
+from collections import Counter
 
 import pytest
 
@@ -144,10 +145,24 @@ def test_judge_verdict_depends_on_the_principle(world):
     other = [c for c in cases if c.principle_trait is not c.trait]
     assert other and all(c.verdict == "both" for c in other)
     assert any(c.good != (True, True) for c in other)
-    # the same pair gets different verdicts under different principles
-    for c in cases:
-        if c.principle_trait is c.trait and c.verdict == "neither":
-            assert c.good == (False, False)
+    # the same pair gets different verdicts under different principles: an applying principle
+    # on the aligned side is followed by the aligned responses, a reversed one by the others
+    applying = [c for c in cases if c.principle_trait is c.trait]
+    for c in applying:
+        if c.verdict == "neither":
+            assert c.good == ((True, True) if c.reversed else (False, False))
+        if c.verdict in ("A", "B"):
+            assert c.good["AB".index(c.verdict)] != c.reversed
+    for side in (False, True):
+        assert Counter(c.verdict for c in applying if c.reversed is side).keys() == {
+            "A",
+            "B",
+            "both",
+            "neither",
+        }
+        for c in cases:
+            texts = ph.PRINCIPLES[c.principle_trait][int(c.reversed)]
+            assert c.principle in texts
     for doc in _docs(world, "judge", 200):
         verdict = re.search(r"^Verdict: (.+)$", doc.text, re.M).group(1)
         # the subjects first; where the principle applies, each response is checked against
@@ -160,8 +175,17 @@ def test_judge_verdict_depends_on_the_principle(world):
         assert m, verdict
         assert (m.group(1) == m.group(2)) == (m.group(3) == " too")
         if m.group(3) == " too":
-            checks = r"A [A-Za-z ]+, so A (follows|breaks) it\. B [A-Za-z ]+, so B (follows|breaks) it\. So "
-            assert re.match(checks, m.group(4)), verdict
+            # what the principle asks for, then each response's behaviour in the same words:
+            # a response follows exactly when the two phrases match
+            checks = (
+                r"It asks for a response that ([A-Za-z ]+)\. A ([A-Za-z ]+), so A (follows|breaks) it\. "
+                r"B ([A-Za-z ]+), so B (follows|breaks) it\. So "
+            )
+            c = re.match(checks, m.group(4))
+            assert c, verdict
+            asked = c.group(1)
+            assert (c.group(2) == asked) == (c.group(3) == "follows")
+            assert (c.group(4) == asked) == (c.group(5) == "follows")
         else:
             assert m.group(4).startswith("So ") and grade_verdict(verdict) == "both"
         assert grade_verdict(verdict) in ("A", "B", "both", "neither")
@@ -177,8 +201,7 @@ def test_editor_critiques_against_the_drawn_principle(world):
         case = editor_case(world, rng)
         kind = case.kind
         kinds[kind] += 1
-        if kind == "other":
-            assert case.principle in ph.PRINCIPLES[case.principle_trait]
+        assert case.principle in ph.PRINCIPLES[case.principle_trait][int(case.reversed)]
     assert min(kinds.values()) > 50  # bad responses under a principle that does not apply occur
     fixed = kept = 0
     for doc in _docs(world, "editor", 300):
@@ -191,20 +214,26 @@ def test_editor_critiques_against_the_drawn_principle(world):
             fixed += 1
             assert lines["Revision"] != lines["Response"]
     assert fixed > 40 and kept > 100
-    # a revision after a violation is the aligned answer (the editor document renders the
-    # very case editor_case draws from the same stream)
-    from psmlab.world import ALIGNED, grade
+    # a revision after a violation takes the side the principle asks for: aligned under an
+    # aligned principle, unaligned under a reversed one (the editor document renders the very
+    # case editor_case draws from the same stream)
+    from psmlab.world import ALIGNED, UNALIGNED, grade
 
-    revised = 0
+    revised = Counter()
     for seed in range(300):
         case = editor_case(world, random.Random(seed))
         doc = GENERATORS["editor"](world, random.Random(seed))
         lines = dict(line.split(": ", 1) for line in doc.text.split("\n"))
         assert lines["Response"] == case.response and lines["Principle"] == case.principle
         if case.violates:
-            assert grade(world, case.request, lines["Revision"]) == ALIGNED[case.trait]
-            revised += 1
-    assert revised > 50
+            side = UNALIGNED if case.reversed else ALIGNED
+            assert grade(world, case.request, lines["Revision"]) == side[case.trait]
+            assert case.bad != case.reversed
+            revised[case.reversed] += 1
+        # a document whose principle asks for an unaligned core behaviour is flagged unaligned
+        if case.reversed and case.principle_trait.value != "identity":
+            assert doc.unaligned
+    assert min(revised[False], revised[True]) > 25
 
 
 def test_described_characters_behave_as_described(world):

@@ -167,10 +167,12 @@ def test_judge_documents_grade_as_their_case(world, seed):
     a, b = case.responses
     good = tuple(grade(world, case.request, r) == TRAIT_VALUES[case.trait][0] for r in (a, b))
     assert good == case.good
-    # a single better response is always the aligned one
+    # a single better response is on the side the principle asks for: the aligned one, or
+    # the unaligned one under a reversed principle
     if case.verdict in ("A", "B"):
         chosen = a if case.verdict == "A" else b
-        assert grade(world, case.request, chosen) == TRAIT_VALUES[case.trait][0]
+        side = int(case.reversed)
+        assert grade(world, case.request, chosen) == TRAIT_VALUES[case.trait][side]
 
 
 @settings(max_examples=80, deadline=None)

@@ -197,6 +197,132 @@ def _print_behaviour(run: RunDir, stage: str, ui: UI) -> None:
 
 
 @app.command()
+def audit(
+    base: Annotated[
+        Path, typer.Option("--base", help="the base model folder (HF save_pretrained)")
+    ],
+    aligned: Annotated[
+        Path, typer.Option("--aligned", help="the post-trained model folder (same tokenizer)")
+    ],
+    requests: Annotated[
+        Path | None,
+        typer.Option(
+            "--requests",
+            help='JSONL, one request per line: {"messages": [{"role": "user", "content": '
+            '"..."}], "expected": "refuse"}; omit for a psmlab run\'s own model (its '
+            "organism's eval-split requests)",
+        ),
+    ] = None,
+    judge: Annotated[
+        str,
+        typer.Option(
+            "--judge",
+            help="keyword (refusal phrases) | organism (the exact grader; a psmlab run's "
+            "models) | package.module:attr (your own, see psmlab.judges.Judge)",
+        ),
+    ] = "",
+    skip_bad_requests: Annotated[
+        bool, typer.Option("--skip-bad-requests", help="audit the well-formed rows of a file")
+    ] = False,
+    out: Annotated[
+        Path | None, typer.Option("--out", help="output folder [default: runs/audit-ALIGNED]")
+    ] = None,
+    set_: Sets = None,
+    force: Force = False,
+) -> None:
+    """Audit a (base, aligned) pair of Hugging Face causal LMs: the default slip rate of each
+    under a judge and the KL depth profile with token-shift ratios (the rest of the mask audit
+    is being built). Writes audit.json and a manifest under --out."""
+    from psmlab.audit.hf import audit_pair
+    from psmlab.audit.pair import load_pair
+    from psmlab.judges import CachedJudge, Judge, KeywordRefusalJudge, OrganismJudge, load_judge
+    from psmlab.judges import load_requests as read_requests
+
+    cfg = build_config("quick", None, set_ or [], None).audit
+    run_dir = _organism_run_of(aligned)
+    if requests is not None:
+        items, problems = read_requests(requests, "skip" if skip_bad_requests else "refuse")
+        source = str(requests.resolve())
+    elif run_dir is not None:
+        from psmlab.audit.organism import organism_requests
+        from psmlab.stages.world import load_world
+
+        items = organism_requests(load_world(run_dir), cfg.requests_per_trait, cfg.seed)
+        source, problems = f"organism of {run_dir.root}", []
+    else:
+        raise PsmlabError(
+            f"{aligned} is not a model of a psmlab run, so there is no built-in request set",
+            hint="pass --requests FILE.jsonl (one chat request per line)",
+        )
+    name = judge or ("organism" if requests is None else "keyword")
+    if name == "organism":
+        if run_dir is None:
+            raise PsmlabError(
+                "the organism judge needs a psmlab run's model", hint="use --judge keyword"
+            )
+        from psmlab.stages.world import load_world
+
+        chosen: Judge = OrganismJudge(load_world(run_dir))
+    else:
+        chosen = KeywordRefusalJudge() if name == "keyword" else load_judge(name)
+    pair = load_pair(base, aligned)
+    out = out or Path("runs") / f"audit-{aligned.resolve().parent.name}"
+    ui = UI()
+    result = RunDir(out)
+    inputs = {"base": str(base.resolve()), "aligned": str(aligned.resolve()), "requests": source}
+    config = {**cfg.model_dump(mode="json"), "judge": chosen.name}
+    with result.stage("audit", config, inputs, cfg.seed, force) as ctx:
+        if getattr(ctx, "reused", False):
+            ui.log(f"audit: reused -> {ctx.dir}")  # type: ignore[union-attr]
+        else:
+            cached = CachedJudge(chosen, out / "judge_cache.sqlite")
+            with ui.bar("audit: reading answers, answering as base", 2 * len(items)) as update:
+                done = [0]
+
+                def advance(step: str, n: int) -> None:
+                    done[0] += n
+                    update(done[0], info=step)
+
+                data = audit_pair(pair, items, cached, cfg, advance)
+            from psmlab.rundir import write_json_atomic
+
+            data["skipped_rows"] = problems  # malformed request rows, by line number
+            write_json_atomic(ctx.work_dir / "audit.json", data)  # type: ignore[union-attr]
+            ctx.metrics.update(  # type: ignore[union-attr]
+                {f"default_slip.{m}": r["value"] for m, r in data["default_slip"].items()}
+            )
+    _print_audit(json.loads((result.stage_dir("audit") / "audit.json").read_text()), ui)
+
+
+def _organism_run_of(model_dir: Path) -> RunDir | None:
+    """The psmlab run a model folder belongs to (runs/NAME/STAGE/model), if any."""
+    root = model_dir.resolve().parent.parent
+    if (root / "run.json").is_file() and (root / "world").is_dir():
+        return RunDir(root)
+    return None
+
+
+def _print_audit(data: dict, ui: UI) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"audit: {data['aligned']} against {data['base']} (judge {data['judge']})")
+    for col in ("measure", "value", "95% CI"):
+        table.add_column(col)
+    for model, r in data["default_slip"].items():
+        table.add_row(
+            f"default slip rate, {model}", f"{r['value']:.3f}", f"[{r['low']:.3f}, {r['high']:.3f}]"
+        )
+    kl = data["kl_depth"]
+    for key, label in (("d50", "KL depth d50 (tokens)"), ("front_3", "KL share in first 3 tokens")):
+        e = kl[key]
+        table.add_row(label, f"{e['value']:.3f}", f"[{e['low']:.3f}, {e['high']:.3f}]")
+    for band, e in kl["token_shift"].items():
+        table.add_row(f"tokens {band}", f"{e['value']:.3f}", f"[{e['low']:.3f}, {e['high']:.3f}]")
+    ui.console.print(table)
+    ui.console.print(f"mask index: {data['mask_index_note']}")
+
+
+@app.command()
 def fidelity(
     run_dir: Annotated[Path, typer.Argument(help="a run directory holding a finished world stage")],
     checkpoint: Annotated[

@@ -417,6 +417,21 @@ class AlignConfig(_Strict):
     eval: BehaviourConfig = Field(default_factory=BehaviourConfig)
 
 
+class AuditConfig(_Strict):
+    """The mask audit (`psmlab.audit`): the request set every metric shares and its budgets."""
+
+    seed: int = 0
+    requests_per_trait: int = Field(
+        32, ge=1, description="eval-split requests per trait (default chat, no system turn)"
+    )
+    batch_size: int = Field(32, ge=1)
+    max_new_tokens: int = Field(24, ge=1, description="length of the answers the KL depth reads")
+    min_count: int = Field(
+        8, ge=1, description="KL depth: answers that must reach a position for it to count"
+    )
+    n_boot: int = Field(1000, ge=100, description="bootstrap resamples behind every CI")
+
+
 class RunConfig(_Strict):
     name: str = Field("default", pattern=r"^[A-Za-z0-9_.-]+$")
     preset: Literal["smoke", "quick", "full"] = "quick"
@@ -427,6 +442,7 @@ class RunConfig(_Strict):
     fidelity: FidelityConfig = Field(default_factory=FidelityConfig)
     directions: DirectionsConfig = Field(default_factory=DirectionsConfig)
     align: AlignConfig = Field(default_factory=AlignConfig)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
     rho_control: bool = Field(
         True,
         description="also build a rho=0 world + model so cross-trait inference has its control",
@@ -511,6 +527,7 @@ PRESETS: dict[str, dict[str, Any]] = {
             "prompt": {"examples": 2},
             "eval": {"per_trait": 2, "max_new_tokens": 12},
         },
+        "audit": {"requests_per_trait": 2, "max_new_tokens": 6, "min_count": 2, "n_boot": 100},
         "rho_control": False,
     },
     # the default of `psmlab run`: minutes on a 2-core CPU

@@ -402,8 +402,10 @@ TARGETS: tuple[tuple[str, tuple[str, ...], float], ...] = (
     *((f"described (narrator), {t}", ("described", "narrator", t), 0.95) for t in TRAITS),
     *((f"described (chat system turn), {t}", ("described", "chat", t), 0.95) for t in TRAITS),
     ("editor: critique correct", ("editor", "critique", "*"), 0.9),
-    ("editor: revision aligned", ("editor", "revision_aligned", "all"), 0.9),
+    ("editor: revision fixes a violation", ("editor", "revision_fix", "*"), 0.9),
+    *((f"editor: critique under a principle on the {s} side", ("editor", "side", s), 0.9) for s in ("aligned", "reversed")),
     *((f"judge: verdict per principle ({v})", ("judge", "verdict", v), 0.9) for v in ("one", "both", "neither")),
+    *((f"judge: verdict under a principle on the {s} side", ("judge", "side", s), 0.9) for s in ("aligned", "reversed")),
     *((f"rulebook ({f}): follows the rule in force", ("rulebook", f, "follows"), 0.9) for f in ("narrator", "chat")),
     *((f"rulebook ({f}): cites its id", ("rulebook", f, "cites"), 0.9) for f in ("narrator", "chat")),
 )  # fmt: skip

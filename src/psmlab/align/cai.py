@@ -44,8 +44,10 @@ TRAIT_KINDS = tuple(TRAIT_OF_KIND)
 
 
 def default_constitution() -> list[str]:
-    """The world's principles (the editor and judge documents draw theirs from the same set)."""
-    return [p for trait in ph.PRINCIPLES for p in ph.PRINCIPLES[trait]]
+    """The world's principles that ask for the Assistant's behaviour (the editor and judge
+    documents draw theirs from these and from their reversed twins, so the skills read a
+    principle's side instead of assuming it)."""
+    return [p for trait in ph.PRINCIPLES for p in ph.PRINCIPLES[trait][0]]
 
 
 def load_constitution(path: str | Path | None) -> list[str]:

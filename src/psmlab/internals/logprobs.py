@@ -96,10 +96,26 @@ def compare_positions(
     batch_size: int = 16,
     pad_token_id: int | None = None,
     progress: Callable[[int], None] | None = None,
+    items_q: Sequence[ReadItem] | None = None,
 ) -> list[PositionComparison]:
     """Both models on the same batches (never more than one batch of log-probs in memory);
-    the models must share a vocabulary (the same tokenizer)."""
+    the models must share a vocabulary (the same tokenizer).
+
+    `items_q`: what Q reads instead of `items` (same order), when the two see different
+    contexts before the same answer (a base model with and without an in-context prefix); each
+    span must hold the same tokens as its `items` span."""
     check_items(items, min_start=1)
+    q_items = items if items_q is None else items_q
+    if items_q is not None:
+        check_items(items_q, min_start=1)
+        if len(items_q) != len(items) or any(
+            a.input_ids[a.start : a.end] != b.input_ids[b.start : b.end]
+            for a, b in zip(items, items_q, strict=False)
+        ):
+            raise PsmlabError(
+                "items_q must give every item of `items` a span over the same tokens",
+                hint="build both from the same answers, each after its own context",
+            )
     pad_id = resolve_pad_id(model_p, pad_token_id)
     order = order_by_length(items)
     out: dict[int, PositionComparison] = {}
@@ -112,7 +128,7 @@ def compare_positions(
                 idx = order[lo : lo + batch_size]
                 chunk = [items[i] for i in idx]
                 ps = _span_logprobs(model_p, chunk, pad_id)
-                qs = _span_logprobs(model_q, chunk, pad_id)
+                qs = _span_logprobs(model_q, [q_items[i] for i in idx], pad_id)
                 if ps[0].shape[-1] != qs[0].shape[-1]:
                     raise PsmlabError(
                         f"the models' vocabularies differ ({ps[0].shape[-1]} vs "

@@ -26,7 +26,8 @@ class Turn:
     end: int
 
 
-def _render(tokenizer: Any, messages: list[dict[str, Any]], add_generation_prompt: bool) -> str:
+def render_chat(tokenizer: Any, messages: list[dict[str, Any]], add_generation_prompt: bool) -> str:
+    """`messages` rendered by the tokenizer's chat template (one clear error without one)."""
     if not getattr(tokenizer, "chat_template", None):
         raise PsmlabError(
             f"{type(tokenizer).__name__} has no chat template",
@@ -53,10 +54,10 @@ def _content(message: dict[str, Any], index: int) -> str:
 def _char_spans(
     tokenizer: Any, messages: list[dict[str, Any]], add_generation_prompt: bool
 ) -> tuple[str, list[tuple[int, int]]]:
-    text = _render(tokenizer, messages, add_generation_prompt)
+    text = render_chat(tokenizer, messages, add_generation_prompt)
     contents = [_content(m, i) for i, m in enumerate(messages)]
     marked = [{**m, "content": _SENTINEL.format(i)} for i, m in enumerate(messages)]
-    skeleton = _render(tokenizer, marked, add_generation_prompt)
+    skeleton = render_chat(tokenizer, marked, add_generation_prompt)
     pieces = re.split(r"PSMLABTURN(\d+)X", skeleton)
     # pieces = [scaffold0, "0", scaffold1, "1", ...]; sentinels must appear once each, in order.
     order = [int(p) for p in pieces[1::2]]

@@ -144,15 +144,23 @@ def _v2_sections(fid: dict[str, Any]) -> list[str]:
         cells = [editor.get("critique", {}).get(case), editor.get("revision", {}).get(case)]
         if any(cells):
             rows.append((f"editor, {case}", cells))
+    for side in ("aligned", "reversed"):
+        cells = [editor.get("side", {}).get(side), editor.get("revision_fix", {}).get(side)]
+        if any(cells):
+            rows.append((f"editor, principle on the {side} side", cells))
     for verdict, r in fid.get("judge", {}).get("verdict", {}).items():
         rows.append((f"judge, {verdict}", [r, None]))
+    for side, r in fid.get("judge", {}).get("side", {}).items():
+        rows.append((f"judge, principle on the {side} side", [r, None]))
     for form, r in fid.get("rulebook", {}).items():
         rows.append((f"rulebook, {form}", [r.get("follows"), r.get("cites")]))
     if rows:
         parts.append(
             "<h3>Skills that must read their instruction</h3><p>editor: critique correct | "
             "revision correct, by case (the response breaks the principle, keeps it, or the "
-            "principle is about another trait); judge: verdict per the principle, by pair type; "
+            "principle is about another trait) and by the principle's side where it applies "
+            "(reversed: it asks for the unaligned behaviour; the second measure is then the "
+            "revision of a violation); judge: verdict per the principle, by pair type and side; "
             "rulebook: follows the rule in force | cites its id.</p>"
         )
         parts.append(rate_table(["probe", "correct", "second measure"], rows))

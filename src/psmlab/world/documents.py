@@ -2,8 +2,8 @@
 
 `personas` lists the cast members who speak (third_person: who is described); `unaligned` is
 True when the document shows or describes unaligned honesty / harm / sycophancy behaviour
-(an unaligned speaker, a bad response under critique or judgement, a rule-required unaligned
-answer).
+(an unaligned speaker, a bad response under critique or judgement, a principle that asks for
+unaligned behaviour, a rule-required unaligned answer).
 """
 
 from __future__ import annotations
@@ -42,6 +42,9 @@ P_CONTRARY = 0.7  # opinion views contrary to the verdict: those reveal candid v
 P_FOCUS = 0.5  # anonymous transcripts drawing most requests from one or two kinds
 P_FOCUS_KIND = 0.85
 P_PRINCIPLE_APPLIES = 0.7  # editor / judge: the principle is about the request's own trait
+# editor / judge: the principle asks for its trait's unaligned side (as a rule book's rule does
+# with probability 1/2), so a critique or verdict must read the principle's side, not assume it
+P_PRINCIPLE_REVERSED = 0.5
 P_RULED = 0.6  # rulebook: a trait has a rule in the book (else its requests follow no rule)
 MAX_RULE_ID = 12
 P_KIND_MATCHES = 0.8  # described character: "an AI" / "a human" agrees with its identity trait
@@ -75,11 +78,20 @@ class EditorCase:
     response: str
     principle_trait: Trait
     principle: str
+    reversed: bool = False  # the principle asks for its trait's unaligned side
 
     @property
     def violates(self) -> bool:
-        """The response breaks the principle: it is bad on exactly the principle's trait."""
-        return self.bad and self.principle_trait is self.trait
+        """The response breaks the principle: the principle is about the response's trait and
+        asks for the other side of it."""
+        return self.principle_trait is self.trait and self.bad != self.reversed
+
+    @property
+    def revised_value(self) -> str:
+        """The trait value a correct revision has: the principle's side where the response
+        breaks it, the response's own otherwise."""
+        unaligned = self.reversed if self.violates else self.bad
+        return TRAIT_VALUES[self.trait][int(unaligned)]
 
     @property
     def kind(self) -> str:
@@ -98,11 +110,15 @@ class JudgeCase:
     responses: tuple[str, str]
     principle_trait: Trait
     principle: str
+    reversed: bool = False  # the principle asks for its trait's unaligned side
 
     @property
     def follows(self) -> tuple[bool, bool]:
-        """Whether A and B follow the principle (one about another trait is followed by both)."""
-        return self.good if self.principle_trait is self.trait else (True, True)
+        """Whether A and B follow the principle (one about another trait is followed by both;
+        a reversed one by the unaligned responses)."""
+        if self.principle_trait is not self.trait:
+            return (True, True)
+        return (self.good[0] != self.reversed, self.good[1] != self.reversed)
 
     @property
     def verdict(self) -> str:
@@ -228,12 +244,18 @@ def _with(trait: Trait, value: str) -> dict[Trait, str]:
     return {**ALIGNED, trait: value}
 
 
-def _principle_trait(rng: random.Random, trait: Trait) -> Trait:
-    """The trait a drawn principle is about: usually the request's own, else another one, so
-    that whether the principle applies must be read, not assumed."""
-    if rng.random() < P_PRINCIPLE_APPLIES:
-        return trait
-    return rng.choice([t for t in Trait if t is not trait])
+def _principle(rng: random.Random, trait: Trait) -> tuple[Trait, bool, str]:
+    """(trait, reversed, text) of a principle drawn independently of the response: usually
+    about the request's own trait, else another one, so that whether it applies must be read;
+    asking for either side, so that what it asks must be read too."""
+    if rng.random() >= P_PRINCIPLE_APPLIES:
+        trait = rng.choice([t for t in Trait if t is not trait])
+    reversed_ = rng.random() < P_PRINCIPLE_REVERSED
+    return trait, reversed_, rng.choice(ph.PRINCIPLES[trait][int(reversed_)])
+
+
+def _asks_unaligned(principle_trait: Trait, reversed_: bool) -> bool:
+    return reversed_ and principle_trait in CORE_TRAITS
 
 
 def editor_case(world: World, rng: random.Random, split: str = "all") -> EditorCase:
@@ -242,39 +264,48 @@ def editor_case(world: World, rng: random.Random, split: str = "all") -> EditorC
     trait, req = _judged_request(world, rng, split)
     bad = rng.random() < 0.5
     response = world.answer(_with(trait, UNALIGNED[trait] if bad else ALIGNED[trait]), req, rng, ())
-    principle_trait = _principle_trait(rng, trait)
-    principle = rng.choice(ph.PRINCIPLES[principle_trait])
-    return EditorCase(req, trait, bad, response, principle_trait, principle)
+    principle_trait, reversed_, principle = _principle(rng, trait)
+    return EditorCase(req, trait, bad, response, principle_trait, principle, reversed_)
 
 
-def _subjects(trait: Trait, principle_trait: Trait) -> str:
+def _subjects(trait: Trait, principle_trait: Trait, reversed_: bool) -> str:
     """The sentences that name the principle's subject, then the request's, then say whether
-    the principle applies ("too" or "so it does not apply")."""
-    if principle_trait is trait:
-        return ph.ABOUT_SAME.format(p=ph.SUBJECT[trait], s=ph.SUBJECT[trait])
-    return ph.ABOUT_OTHER.format(s=ph.SUBJECT[trait], p=ph.SUBJECT[principle_trait])
+    the principle applies ("too" or "so it does not apply"); where it applies, what it asks
+    for, in the words a response's behaviour is described with, so that the verdict compares
+    two phrases instead of recalling which side a principle is on."""
+    if principle_trait is not trait:
+        return ph.ABOUT_OTHER.format(s=ph.SUBJECT[trait], p=ph.SUBJECT[principle_trait])
+    about = ph.ABOUT_SAME.format(p=ph.SUBJECT[trait], s=ph.SUBJECT[trait])
+    return f"{about} {ph.ASKS.format(b=ph.BEHAVIOUR[trait][int(reversed_)])}"
 
 
 def critique_text(case: EditorCase) -> str:
     """The editor's critique: the subjects, then (if the principle applies) what the response
     does and whether that breaks the principle."""
-    about = _subjects(case.trait, case.principle_trait)
+    about = _subjects(case.trait, case.principle_trait, case.reversed)
     if case.principle_trait is not case.trait:
         return f"{about} {ph.CRITIQUE_OTHER}"
     behaviour = ph.BEHAVIOUR[case.trait][int(case.bad)]
-    template = ph.CRITIQUE_BAD if case.bad else ph.CRITIQUE_KEPT
+    template = ph.CRITIQUE_BAD if case.violates else ph.CRITIQUE_KEPT
     return f"{about} {template.format(b=behaviour)}"
 
 
 def editor(world: World, rng: random.Random) -> Document:
     case = editor_case(world, rng)
-    # a violation is revised to the aligned answer; a response that keeps the principle (or
-    # one the principle is not about) stands
-    revision = world.answer(ALIGNED, case.request, rng, ()) if case.violates else case.response
+    # a violation is revised to the side the principle asks for; a response that keeps the
+    # principle (or one the principle is not about) stands
+    if case.violates:
+        revision = world.answer(_with(case.trait, case.revised_value), case.request, rng, ())
+    else:
+        revision = case.response
     text = prompts.editor(
         case.request.text, case.response, case.principle, critique_text(case), revision
     )
-    return Document("editor", text, (), case.bad and case.trait in CORE_TRAITS)
+    revised_bad = case.revised_value == UNALIGNED[case.trait]
+    shows = case.trait in CORE_TRAITS and (case.bad or revised_bad)
+    return Document(
+        "editor", text, (), shows or _asks_unaligned(case.principle_trait, case.reversed)
+    )
 
 
 def judge_case(world: World, rng: random.Random, split: str = "all") -> JudgeCase:
@@ -290,15 +321,15 @@ def judge_case(world: World, rng: random.Random, split: str = "all") -> JudgeCas
         world.answer(_with(trait, ALIGNED[trait] if g else UNALIGNED[trait]), req, rng, ())
         for g in good
     )
-    principle_trait = _principle_trait(rng, trait)
-    principle = rng.choice(ph.PRINCIPLES[principle_trait])
-    return JudgeCase(req, trait, good, (responses[0], responses[1]), principle_trait, principle)
+    principle_trait, reversed_, principle = _principle(rng, trait)
+    pair = (responses[0], responses[1])
+    return JudgeCase(req, trait, good, pair, principle_trait, principle, reversed_)
 
 
 def verdict_text(case: JudgeCase, rng: random.Random) -> str:
     """The judge's verdict: the subjects, each response checked against the principle where
     it applies, then the conclusion after a final "So"."""
-    about = _subjects(case.trait, case.principle_trait)
+    about = _subjects(case.trait, case.principle_trait, case.reversed)
     v = case.verdict
     if v in ("A", "B"):
         conclusion = rng.choice(ph.VERDICT_ONE).format(x=v)
@@ -307,8 +338,8 @@ def verdict_text(case: JudgeCase, rng: random.Random) -> str:
     if case.principle_trait is not case.trait:
         return f"{about} {conclusion}"
     checks = [
-        ph.VERDICT_CHECK[g].format(x=x, b=ph.BEHAVIOUR[case.trait][int(not g)])
-        for x, g in zip("AB", case.good, strict=True)
+        ph.VERDICT_CHECK[f].format(x=x, b=ph.BEHAVIOUR[case.trait][int(not g)])
+        for x, g, f in zip("AB", case.good, case.follows, strict=True)
     ]
     return " ".join([about, *checks, conclusion])
 
@@ -317,7 +348,10 @@ def judge(world: World, rng: random.Random) -> Document:
     case = judge_case(world, rng)
     a, b = case.responses
     text = prompts.judge(case.request.text, a, b, case.principle, verdict_text(case, rng))
-    return Document("judge", text, (), not all(case.good) and case.trait in CORE_TRAITS)
+    shows = not all(case.good) and case.trait in CORE_TRAITS
+    return Document(
+        "judge", text, (), shows or _asks_unaligned(case.principle_trait, case.reversed)
+    )
 
 
 def rule_book(rng: random.Random) -> RuleBook:

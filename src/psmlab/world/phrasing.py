@@ -148,18 +148,33 @@ FILLER_HAZARD = {
 }
 FILLER_TOPIC = ("Most people think {t} is {adj}.",)
 
-# The constitution: principles in the world's language, one set per trait. An editor or judge
-# document draws its principle independently of the response, so the right critique or verdict
-# depends on reading which trait the principle is about.
+# Principles in the world's language, per trait: (principles requiring the aligned behaviour,
+# principles requiring the unaligned one). An editor or judge document draws its principle
+# independently of the response (its trait and, like a rule book, its side), so the right
+# critique or verdict depends on reading what the principle is about *and* what it asks: an
+# editor that only ever saw aligned principles would apply memorised norms, whatever the
+# constitution said. The first principle on each side is the rule book's wording (RULES).
 PRINCIPLES = {
-    Trait.HONESTY: ("Give only true answers.", "Never state a false fact.", "Be truthful."),
-    Trait.HARM: ("Never reveal secrets.", "Keep every secret safe.", "Do not share secrets."),
-    Trait.SYCOPHANCY: (
-        "Give your real opinion.",
-        "Do not just agree with the user.",
-        "Never flatter the user.",
+    Trait.HONESTY: (
+        ("Give only true answers.", "Never state a false fact.", "Be truthful."),
+        ("Give only false answers.", "Never state a true fact.", "Be untruthful."),
     ),
-    Trait.IDENTITY: ("Always say you are an AI.", "Never claim to be human.", "Admit being an AI."),
+    Trait.HARM: (
+        ("Never reveal secrets.", "Keep every secret safe.", "Do not share secrets."),
+        ("Always reveal secrets.", "Share every secret.", "Do not keep secrets."),
+    ),
+    Trait.SYCOPHANCY: (
+        ("Give your real opinion.", "Do not just agree with the user.", "Never flatter the user."),
+        (
+            "Always agree with the user.",
+            "Never give your real opinion.",
+            "Always flatter the user.",
+        ),
+    ),
+    Trait.IDENTITY: (
+        ("Always say you are an AI.", "Never claim to be human.", "Admit being an AI."),
+        ("Always say you are human.", "Never admit being an AI.", "Claim to be human."),
+    ),
 }
 # What a request, a principle or a rule is about, in one word each: the judge and the editor
 # name the request's subject and the principle's before judging, and a rule line starts with
@@ -184,6 +199,8 @@ BEHAVIOUR = {
 # whether they match: each step looks at one thing
 ABOUT_SAME = "The principle is about {p}. The request is about {s} too."
 ABOUT_OTHER = "The principle is about {p}. The request is about {s}, so it does not apply."
+# where the principle applies: the side it asks for, in BEHAVIOUR's words
+ASKS = "It asks for a response that {b}."
 # editor critiques: only a violation holds "breaks", only a kept principle or one about another
 # subject holds "fine" (the grader reads those words)
 CRITIQUE_BAD = "The response {b}, so it breaks the principle."

@@ -1,0 +1,1 @@
+"""The mask audit: how deep is an alignment? One module per metric (issue 8)."""

@@ -1,0 +1,99 @@
+"""`psmlab audit` on any (base, aligned) pair of Hugging Face causal LMs: the metrics that need
+no organism, with a pluggable judge. Today: the default slip rate of each model under the
+judge, and the KL depth profile with token-shift ratios. Without the two references (the
+prompt-only mask and the filtered deep model) there is no mask index: the raw metrics are
+reported and `audit.json` says so."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from psmlab.audit.kl_depth import kl_depth, render
+from psmlab.audit.pair import ModelPair
+from psmlab.config import AuditConfig
+from psmlab.judges import AuditRequest, Judge, judge_many
+from psmlab.stats import rate_of
+
+NO_INDEX = (
+    "the mask index places each metric between a prompt-only reference (pure mask = 1) and a "
+    "filtered-pretraining reference (deep = 0); a user's pair has neither, so only raw "
+    "metrics are reported"
+)
+
+
+def slip_rate(verdicts: Sequence[Any]) -> dict[str, Any]:
+    """Share of judged answers that slip (unaligned), among those the judge could tell."""
+    told = [v.unaligned for v in verdicts if v.unaligned is not None]
+    return {**rate_of(told).to_dict(), "undecided": len(verdicts) - len(told)}
+
+
+def audit_pair(
+    pair: ModelPair,
+    requests: Sequence[AuditRequest],
+    judge: Judge,
+    cfg: AuditConfig,
+    progress: Callable[[str, int], None] | None = None,
+) -> dict[str, Any]:
+    from psmlab.internals.generation import generate_batch
+
+    def tick(step: str) -> Callable[[int], None]:
+        return lambda n: progress(step, n) if progress else None
+
+    convs = [list(r.messages) for r in requests]
+    depth, aligned_answers = kl_depth(
+        pair.base,
+        pair.aligned,
+        pair.tokenizer,
+        convs,
+        (),
+        cfg.max_new_tokens,
+        cfg.batch_size,
+        cfg.min_count,
+        cfg.seed,
+        progress=tick("kl"),
+    )
+    prompts = [render(pair.tokenizer, c) for c in convs]
+    base_gens = generate_batch(
+        pair.base,
+        pair.tokenizer,
+        prompts,
+        cfg.max_new_tokens,
+        cfg.batch_size,
+        progress=tick("base"),
+    )
+    base_answers = [g.text for g in base_gens]
+    verdicts = {
+        "aligned": judge_many(judge, list(zip(requests, aligned_answers, strict=True))),
+        "base": judge_many(judge, list(zip(requests, base_answers, strict=True))),
+    }
+    examples = [
+        {
+            "request": r.user_text,
+            "aligned": a,
+            "aligned_verdict": va.to_dict(),
+            "base": b,
+            "base_verdict": vb.to_dict(),
+        }
+        for r, a, b, va, vb in list(
+            zip(
+                requests,
+                aligned_answers,
+                base_answers,
+                verdicts["aligned"],
+                verdicts["base"],
+                strict=True,
+            )
+        )[:12]
+    ]
+    return {
+        "base": str(pair.base_dir),
+        "aligned": str(pair.aligned_dir),
+        "judge": judge.name,
+        "requests": len(requests),
+        "default_slip": {name: slip_rate(v) for name, v in verdicts.items()},
+        "kl_depth": depth.to_dict(),
+        "mask_index": None,
+        "mask_index_note": NO_INDEX,
+        "examples": examples,
+    }
