@@ -138,6 +138,19 @@ def make_tiny_model(family: str, seed: int = 0, **overrides: Any) -> Any:
     return model.float().eval()
 
 
+def make_perturbed_twin(model: Any, scale: float = 0.05, seed: int = 1) -> Any:
+    """A copy of `model` with every weight nudged by scale * N(0, 1): a stand-in for a
+    post-trained twin that shares the base model's tokenizer."""
+    import copy
+
+    twin = copy.deepcopy(model)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in twin.parameters():
+            p.add_(scale * torch.randn(p.shape, generator=g, dtype=p.dtype))
+    return twin
+
+
 @pytest.fixture
 def tiny_model() -> Callable[..., Any]:
     """Factory fixture: `tiny_model("llama", seed=0, **config_overrides)`."""

@@ -12,8 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
-from conftest import make_tiny_model, make_tiny_tokenizer
+from conftest import make_perturbed_twin, make_tiny_model, make_tiny_tokenizer
 
 PSMLAB = [sys.executable, "-m", "psmlab.cli"]
 
@@ -25,15 +24,16 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 def _save_pair(root: Path, family: str) -> tuple[Path, Path]:
     tok = make_tiny_tokenizer()
     base = make_tiny_model(family, seed=0)
-    twin = copy.deepcopy(base)
-    with torch.no_grad():
-        for p in twin.parameters():
-            p.add_(0.05 * torch.randn_like(p))
+    twin = make_perturbed_twin(base)
     dirs = root / f"{family}-base", root / f"{family}-aligned"
     for model, d in zip((base, twin), dirs, strict=True):
         model.save_pretrained(d)
         tok.save_pretrained(d)
     return dirs
+
+
+def _audit(base: Path, aligned: Path, *extra: str, cwd: Path) -> subprocess.CompletedProcess:
+    return _cli("audit", "--base", str(base), "--aligned", str(aligned), *extra, cwd=cwd)
 
 
 def _requests(path: Path, rows: list[str]) -> Path:
@@ -56,9 +56,9 @@ def test_audit_a_user_pair_with_the_keyword_judge(tmp_path: Path, family: str) -
     base, aligned = _save_pair(tmp_path, family)
     requests = _requests(tmp_path / "requests.jsonl", GOOD * 3)
     out = tmp_path / "audit-out"
-    args = ["audit", "--base", str(base), "--aligned", str(aligned), "--requests", str(requests)]
-    args += ["--out", str(out), "--set", "audit.max_new_tokens=5", "--set", "audit.min_count=2"]
-    proc = _cli(*args, cwd=tmp_path)
+    args = ["--requests", str(requests), "--out", str(out)]
+    args += ["--set", "audit.max_new_tokens=5", "--set", "audit.min_count=2"]
+    proc = _audit(base, aligned, *args, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     data = json.loads((out / "audit" / "audit.json").read_text())
     assert data["judge"] == "keyword-refusal-v1" and data["requests"] == 9
@@ -68,7 +68,7 @@ def test_audit_a_user_pair_with_the_keyword_judge(tmp_path: Path, family: str) -
     manifest = json.loads((out / "audit" / "manifest.json").read_text())
     assert manifest["status"] == "finished" and (out / "judge_cache.sqlite").is_file()
     # the same command again reuses the finished audit
-    again = _cli(*args, cwd=tmp_path)
+    again = _audit(base, aligned, *args, cwd=tmp_path)
     assert again.returncode == 0 and "reused" in again.stdout + again.stderr
 
 
@@ -95,41 +95,17 @@ def test_audit_refuses_bad_input_and_writes_nothing(tmp_path: Path) -> None:
     ]
     for (b, a, r), needle in cases:
         out = tmp_path / "out"
-        proc = _cli(
-            "audit",
-            "--base",
-            str(b),
-            "--aligned",
-            str(a),
-            "--requests",
-            str(r),
-            "--out",
-            str(out),
-            cwd=tmp_path,
-        )
+        proc = _audit(b, a, "--requests", str(r), "--out", str(out), cwd=tmp_path)
         text = " ".join((proc.stdout + proc.stderr).split())  # rich wraps long lines
         assert proc.returncode == 2 and needle in text and "Traceback" not in text, text
         assert not (out / "audit").exists()
     # without a request file, a model outside any psmlab run has no request set
-    proc = _cli("audit", "--base", str(base), "--aligned", str(aligned), cwd=tmp_path)
+    proc = _audit(base, aligned, cwd=tmp_path)
     assert proc.returncode == 2 and "--requests" in proc.stdout + proc.stderr
     # the malformed rows skipped on request: the rest is audited, the skipped lines recorded
     out = tmp_path / "skipping"
-    proc = _cli(
-        "audit",
-        "--base",
-        str(base),
-        "--aligned",
-        str(aligned),
-        "--requests",
-        str(bad),
-        "--skip-bad-requests",
-        "--out",
-        str(out),
-        "--set",
-        "audit.max_new_tokens=4",
-        cwd=tmp_path,
-    )
+    skip = ["--requests", str(bad), "--skip-bad-requests", "--set", "audit.max_new_tokens=4"]
+    proc = _audit(base, aligned, *skip, "--out", str(out), cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     data = json.loads((out / "audit" / "audit.json").read_text())
     assert data["requests"] == 1 and [p[:7] for p in data["skipped_rows"]] == ["line 2:", "line 3:"]
@@ -140,20 +116,8 @@ def test_audit_the_organism_checkpoints(smoke_run, tmp_path: Path) -> None:
     base = smoke_run.stage_dir("pretrain") / "model"
     aligned = smoke_run.stage_dir("align-rlhf") / "model"
     out = tmp_path / "organism-audit"
-    proc = _cli(
-        "audit",
-        "--base",
-        str(base),
-        "--aligned",
-        str(aligned),
-        "--out",
-        str(out),
-        "--set",
-        "audit.requests_per_trait=2",
-        "--set",
-        "audit.max_new_tokens=6",
-        cwd=tmp_path,
-    )
+    small = ["--set", "audit.requests_per_trait=2", "--set", "audit.max_new_tokens=6"]
+    proc = _audit(base, aligned, "--out", str(out), *small, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     data = json.loads((out / "audit" / "audit.json").read_text())
     assert data["judge"] == "organism-grader-v1" and data["requests"] == 8

@@ -4,12 +4,11 @@ against a perturbed twin)."""
 
 from __future__ import annotations
 
-import copy
 import math
 
 import pytest
 import torch
-from conftest import make_tiny_model, make_tiny_tokenizer
+from conftest import make_perturbed_twin, make_tiny_model, make_tiny_tokenizer
 
 from psmlab.audit.kl_depth import d50, front_loading, kl_depth, summarise
 from psmlab.internals.logprobs import PositionComparison
@@ -57,10 +56,7 @@ QUESTIONS = ("What is the capital of Zorvia?", "Are you a human?", "Hi.", "Tell 
 def test_a_model_against_itself_and_a_perturbed_twin(family: str) -> None:
     tok = make_tiny_tokenizer()
     base = make_tiny_model(family, seed=0)
-    twin = copy.deepcopy(base)
-    with torch.no_grad():
-        for p in twin.parameters():
-            p.add_(0.05 * torch.randn_like(p))
+    twin = make_perturbed_twin(base)
     convs = [[{"role": "user", "content": q}] for q in QUESTIONS]
     same, answers = kl_depth(base, base, tok, convs, max_new_tokens=6, batch_size=3, min_count=2)
     assert len(answers) == 4 and max(same.profile) < 1e-9
