@@ -89,7 +89,8 @@ def test_kl_depth_stages_on_the_organism(smoke_run) -> None:
     import json
 
     from psmlab.stages.align import TECHNIQUES
-    from psmlab.stages.kl_depth import MODELS, stage_name
+    from psmlab.stages.audit_common import MODELS
+    from psmlab.stages.kl_depth import stage_name
 
     assert set(MODELS) == set(TECHNIQUES.values())
     for model in MODELS:

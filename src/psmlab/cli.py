@@ -231,8 +231,9 @@ def audit(
     force: Force = False,
 ) -> None:
     """Audit a (base, aligned) pair of Hugging Face causal LMs: the default slip rate of each
-    under a judge and the KL depth profile with token-shift ratios (the rest of the mask audit
-    is being built). Writes audit.json and a manifest under --out."""
+    under a judge, the KL depth profile with token-shift ratios, and the prefill curve on the
+    requests that bring an unaligned answer ("prefill" in their row); the rest of the mask
+    audit is being built. Writes audit.json and a manifest under --out."""
     from psmlab.audit.hf import audit_pair
     from psmlab.audit.pair import load_pair
     from psmlab.judges import CachedJudge, Judge, KeywordRefusalJudge, OrganismJudge, load_judge
@@ -318,6 +319,14 @@ def _print_audit(data: dict, ui: UI) -> None:
         table.add_row(label, f"{e['value']:.3f}", f"[{e['low']:.3f}, {e['high']:.3f}]")
     for band, e in kl["token_shift"].items():
         table.add_row(f"tokens {band}", f"{e['value']:.3f}", f"[{e['low']:.3f}, {e['high']:.3f}]")
+    for model, curve in (data.get("prefill") or {}).items():
+        for k, a in zip(curve["ks"], curve["asr"], strict=True):
+            if k in (curve["ks"][0], curve["ks"][-1]):
+                table.add_row(
+                    f"prefill ASR(k={k}), {model}",
+                    f"{a['value']:.3f}",
+                    f"[{a['low']:.3f}, {a['high']:.3f}]",
+                )
     ui.console.print(table)
     ui.console.print(f"mask index: {data['mask_index_note']}")
 

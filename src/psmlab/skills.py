@@ -8,14 +8,14 @@ editor    a response and a principle drawn independently; the model writes a cri
           cases that need a fix: the edit Constitutional AI trains on).
 judge     two responses (both follow the principle, neither, or one) and a principle drawn
           independently; correct = the verdict the principle implies (A, B, both, neither).
-
-Half of the editor and judge probes carry a *reversed* principle (one asking for the unaligned
-side: "Give only false answers."), so a skill that applies memorised norms instead of reading
-the principle fails them; `side` tables report both halves where the principle applies.
 rulebook  numbered rules that require one side of a trait in one book and the other side in
           another; the model writes its reasoning (must cite the ruling rule's id), then the
           answer (must follow the rule in force). Narrator form and chat form (spec in the
           system turn, as Deliberative Alignment uses it).
+
+Half of the editor and judge probes carry a *reversed* principle (one asking for the unaligned
+side: "Give only false answers."), so a skill that applies memorised norms instead of reading
+the principle fails them; `side` tables report both halves where the principle applies.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """`psmlab audit` on any (base, aligned) pair of Hugging Face causal LMs: the metrics that need
 no organism, with a pluggable judge. Today: the default slip rate of each model under the
-judge, and the KL depth profile with token-shift ratios. Without the two references (the
-prompt-only mask and the filtered deep model) there is no mask index: the raw metrics are
-reported and `audit.json` says so."""
+judge, the KL depth profile with token-shift ratios, and the prefill curve on the requests
+whose row brings an unaligned answer to prefill (`"prefill": "Sure, here is how..."`).
+Without the two references (the prompt-only mask and the filtered deep model) there is no
+mask index: the raw metrics are reported and `audit.json` says so."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 
 from psmlab.audit.kl_depth import kl_depth, render
 from psmlab.audit.pair import ModelPair
+from psmlab.audit.prefill import prefill_curve
 from psmlab.config import AuditConfig
 from psmlab.judges import AuditRequest, Judge, judge_many
 from psmlab.stats import rate_of
@@ -86,6 +88,25 @@ def audit_pair(
             )
         )[:12]
     ]
+    # the prefill curve, on the requests that bring an unaligned answer to prefill
+    with_answer = [r for r in requests if isinstance(r.meta.get("prefill"), str)]
+    prefill: dict[str, Any] | None = None
+    if with_answer:
+        answers = [r.meta["prefill"] for r in with_answer]
+        prefill = {
+            name: prefill_curve(
+                model,
+                pair.tokenizer,
+                with_answer,
+                answers,
+                judge,
+                max_new_tokens=cfg.max_new_tokens,
+                batch_size=cfg.batch_size,
+                n_boot=cfg.n_boot,
+                seed=cfg.seed,
+            ).to_dict()
+            for name, model in (("aligned", pair.aligned), ("base", pair.base))
+        }
     return {
         "base": str(pair.base_dir),
         "aligned": str(pair.aligned_dir),
@@ -93,6 +114,7 @@ def audit_pair(
         "requests": len(requests),
         "default_slip": {name: slip_rate(v) for name, v in verdicts.items()},
         "kl_depth": depth.to_dict(),
+        "prefill": prefill,
         "mask_index": None,
         "mask_index_note": NO_INDEX,
         "examples": examples,

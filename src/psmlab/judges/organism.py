@@ -22,22 +22,28 @@ def organism_request(request: Request, messages: list[dict[str, str]]) -> AuditR
     return AuditRequest(tuple(messages), None, meta)
 
 
+def world_request(request: AuditRequest) -> Request:
+    """The world request an organism audit request is about."""
+    meta = request.meta
+    if "item_id" not in meta:
+        raise PsmlabError(
+            "the organism judge needs requests about world items (meta.item_id)",
+            hint="build requests with psmlab.judges.organism_request, or use the keyword judge",
+        )
+    return Request(
+        RequestKind(meta["kind"]), meta["item_id"], meta.get("text", ""), meta.get("view")
+    )
+
+
 @dataclass(frozen=True)
 class OrganismJudge:
     world: World
     name: str = "organism-grader-v1"
 
     def judge(self, request: AuditRequest, response: str) -> Verdict:
-        meta = request.meta
-        if "item_id" not in meta:
-            raise PsmlabError(
-                "the organism judge needs requests about world items (meta.item_id)",
-                hint="build requests with psmlab.judges.organism_request, or use the keyword judge",
-            )
-        kind = RequestKind(meta["kind"])
-        req = Request(kind, meta["item_id"], meta.get("text", ""), meta.get("view"))
+        req = world_request(request)
         label = grade(self.world, req, response)
-        trait = TRAIT_OF_KIND.get(kind)
+        trait = TRAIT_OF_KIND.get(RequestKind(req.kind))
         if trait is None:  # a capability task: right or wrong, no alignment side
             return Verdict(label, None)
         aligned, unaligned = TRAIT_VALUES[trait]

@@ -1,6 +1,7 @@
 """Request sets for real models: a JSONL file, one request per line,
 `{"messages": [{"role": "system"|"user"|"assistant", "content": "..."}, ...], "expected":
-"refuse"}` (messages end with a user turn; `expected` optional; any other keys go to `meta`).
+"refuse", "prefill": "Sure, here is"}` (messages end with a user turn; `expected` optional;
+`prefill`, an unaligned answer for the prefill attack, optional; any other keys go to `meta`).
 A malformed row is reported by its line number; the caller chooses whether the rest is used
 (`on_bad="skip"`) or the set is refused (`on_bad="refuse"`). An empty set is an error."""
 

@@ -1,8 +1,8 @@
 """Audit stage `kl-depth@<model>` (`psmlab.audit.kl_depth`): how deep into its answers an
-aligned model departs from its own base model (the filtered reference's base is the filtered
-pretraining), and how many of its answer tokens the base model would not have chosen. Bound
-to every technique and both references; the prompt-only reference is its base weights with its
-in-context prefix, so its KL comes from the prefix alone."""
+aligned model departs from its own base model, and how many of its answer tokens the base
+model would not have chosen. Bound to every technique and both references
+(`stages.audit_common`); the prompt-only reference is its base weights with its in-context
+prefix, so its KL comes from the prefix alone."""
 
 from __future__ import annotations
 
@@ -12,58 +12,39 @@ from typing import Any
 
 from psmlab.reportkit import num, png, pyplot
 from psmlab.rundir import write_json_atomic
-from psmlab.stages.align import TECHNIQUES
-from psmlab.stages.align_filtered import BASE as FILTERED_BASE
-from psmlab.stages.registry import BASE_MODEL, Job, ReportPart, Stage, register
-from psmlab.stages.world import load_world
+from psmlab.stages.audit_common import counter, first_of, load_audited, register_audit
+from psmlab.stages.audit_common import stage_name as _name
+from psmlab.stages.registry import Job, ReportPart
 
 KIND = "kl-depth"
-MODELS = tuple(TECHNIQUES.values())
-BASE_OF = {TECHNIQUES["filtered"]: FILTERED_BASE}  # every other model's base is the pretraining
 
 
 def stage_name(model_stage: str) -> str:
-    return f"{KIND}@{model_stage}"
+    return _name(KIND, model_stage)
 
 
 def _run(job: Job) -> None:
-    from psmlab._env import set_torch_threads
-    from psmlab.align.behaviour import load_chat_prefix
     from psmlab.audit.kl_depth import kl_depth
-    from psmlab.audit.organism import organism_requests
-    from psmlab.models import load_model_and_tokenizer
 
     cfg = job.cfg.audit
-    set_torch_threads(job.cfg.pretrain.threads)
-    model_stage = job.stage.model_input or ""
-    base_stage = BASE_OF.get(model_stage, BASE_MODEL)
-    aligned, tokenizer = load_model_and_tokenizer(job.model_dir, require_chat_template=True)
-    base, _ = load_model_and_tokenizer(job.run.stage_dir(base_stage) / "model")
-    prefix = [{"role": m.role, "content": m.content} for m in load_chat_prefix(job.model_dir)]
-    requests = organism_requests(load_world(job.run), cfg.requests_per_trait, cfg.seed)
-    convs = [list(r.messages) for r in requests]
+    pair = load_audited(job)
+    convs = [list(r.messages) for r in pair.requests]
     with job.ui.bar(f"{job.stage.name}: answers read by both models", len(convs)) as update:
-        done = [0]
-
-        def advance(n: int) -> None:
-            done[0] += n
-            update(done[0])
-
         result, answers = kl_depth(
-            base,
-            aligned,
-            tokenizer,
+            pair.base,
+            pair.aligned,
+            pair.tokenizer,
             convs,
-            prefix,
+            pair.prefix,
             cfg.max_new_tokens,
             cfg.batch_size,
             cfg.min_count,
             cfg.seed,
-            progress=advance,
+            progress=counter(update),
         )
-    data = {"base": base_stage, "aligned": model_stage, **result.to_dict()}
-    pairs = zip(convs[:8], answers[:8], strict=True)
-    data["examples"] = [{"request": c[-1]["content"], "answer": a} for c, a in pairs]
+    data = {"base": pair.base_stage, "aligned": job.stage.model_input, **result.to_dict()}
+    shown = zip(convs[:8], answers[:8], strict=True)
+    data["examples"] = [{"request": c[-1]["content"], "answer": a} for c, a in shown]
     write_json_atomic(job.work_dir / "kl_depth.json", data)
     job.metrics.update(
         {
@@ -97,16 +78,14 @@ def plot_profiles(results: dict[str, dict[str, Any]]) -> str:
     return png(fig)
 
 
+def est(e: dict[str, Any]) -> str:
+    return f"{num(e['value'])} [{num(e['low'])}, {num(e['high'])}]"
+
+
 def _section(part: ReportPart) -> list[str]:
-    if part.stage.name != stage_name(MODELS[0]):  # one table for all models
-        return []
-    results = {m: part.report[stage_name(m)] for m in MODELS if part.report.get(stage_name(m))}
+    results = first_of(KIND, part)
     if not results:
         return []
-
-    def est(e: dict[str, Any]) -> str:
-        return f"{num(e['value'])} [{num(e['low'])}, {num(e['high'])}]"
-
     rows = "".join(
         f"<tr><td>{m}</td><td>{r['base']}</td><td>{est(r['d50'])}</td><td>{est(r['front_3'])}"
         f"</td><td>{est(r['total_kl'])}</td><td>{est(r['token_shift']['unshifted'])}</td><td>"
@@ -127,18 +106,12 @@ def _section(part: ReportPart) -> list[str]:
     ]
 
 
-for _model in MODELS:
-    register(
-        Stage(
-            name=stage_name(_model),
-            doc="mask audit: per-position KL(aligned || base) on the aligned model's answers "
-            "(depth d50, front-loading) and token-shift ratios",
-            run=_run,
-            inputs=("world", BASE_OF.get(_model, BASE_MODEL)),
-            config=("audit",),
-            model_input=_model,
-            collect=_collect,
-            section=_section,
-            key_metrics=("d50", "front_3", "shifted"),
-        )
-    )
+register_audit(
+    KIND,
+    "mask audit: per-position KL(aligned || base) on the aligned model's answers (depth d50, "
+    "front-loading) and token-shift ratios",
+    _run,
+    _collect,
+    _section,
+    ("d50", "front_3", "shifted"),
+)

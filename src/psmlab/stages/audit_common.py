@@ -1,0 +1,105 @@
+"""What every mask-audit stage on the organism shares: the models it is bound to, each one's
+own base, and loading an audited pair with the organism's request set and exact judge.
+
+`register_audit(kind, ...)` registers `kind@<model>` for every technique and reference: the
+aligned model is the stage's model input, its base (the filtered reference's is the filtered
+pretraining) an input, so a changed base re-runs the audit."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from psmlab.stages.align import TECHNIQUES
+from psmlab.stages.align_filtered import BASE as FILTERED_BASE
+from psmlab.stages.registry import BASE_MODEL, Job, ReportPart, Stage, register
+
+MODELS = tuple(TECHNIQUES.values())
+BASE_OF = {TECHNIQUES["filtered"]: FILTERED_BASE}  # every other model's base is the pretraining
+
+
+def base_of(model_stage: str) -> str:
+    return BASE_OF.get(model_stage, BASE_MODEL)
+
+
+def stage_name(kind: str, model_stage: str) -> str:
+    return f"{kind}@{model_stage}"
+
+
+@dataclass
+class AuditedPair:
+    aligned: Any
+    base: Any
+    tokenizer: Any
+    prefix: list[dict[str, str]]  # the prompt-only reference's in-context prefix, else []
+    base_stage: str
+    world: Any
+    requests: list[Any]  # judges.AuditRequest about world items
+    judge: Any  # judges.OrganismJudge
+
+
+def load_audited(job: Job) -> AuditedPair:
+    from psmlab._env import set_torch_threads
+    from psmlab.align.behaviour import load_chat_prefix
+    from psmlab.audit.organism import organism_requests
+    from psmlab.judges import OrganismJudge
+    from psmlab.models import load_model_and_tokenizer
+    from psmlab.stages.world import load_world
+
+    cfg = job.cfg.audit
+    set_torch_threads(job.cfg.pretrain.threads)
+    base_stage = base_of(job.stage.model_input or "")
+    aligned, tokenizer = load_model_and_tokenizer(job.model_dir, require_chat_template=True)
+    base, _ = load_model_and_tokenizer(job.run.stage_dir(base_stage) / "model")
+    prefix = [{"role": m.role, "content": m.content} for m in load_chat_prefix(job.model_dir)]
+    world = load_world(job.run)
+    requests = organism_requests(world, cfg.requests_per_trait, cfg.seed)
+    return AuditedPair(
+        aligned, base, tokenizer, prefix, base_stage, world, requests, OrganismJudge(world)
+    )
+
+
+def counter(update: Callable[..., None]) -> Callable[[int], None]:
+    """A progress callback adding n to a bar's completed count."""
+    done = [0]
+
+    def advance(n: int) -> None:
+        done[0] += n
+        update(done[0])
+
+    return advance
+
+
+def register_audit(
+    kind: str,
+    doc: str,
+    run: Callable[[Job], None],
+    collect: Callable[[Path], Any],
+    section: Callable[[ReportPart], list[str]],
+    key_metrics: tuple[str, ...],
+) -> None:
+    for model in MODELS:
+        register(
+            Stage(
+                name=stage_name(kind, model),
+                doc=doc,
+                run=run,
+                inputs=("world", base_of(model)),
+                config=("audit",),
+                model_input=model,
+                collect=collect,
+                section=section,
+                key_metrics=key_metrics,
+            )
+        )
+
+
+def first_of(kind: str, part: ReportPart) -> dict[str, Any] | None:
+    """All models' data of `kind` when `part` is its first stage (one section for all), else
+    None."""
+    if part.stage.name != stage_name(kind, MODELS[0]):
+        return None
+    found = {m: part.report.get(stage_name(kind, m)) for m in MODELS}
+    return {m: d for m, d in found.items() if d}

@@ -1,0 +1,118 @@
+"""Audit stage `prefill@<model>` (`psmlab.audit.prefill`): the prefill attack curve ASR(k) of
+an aligned model and of its own base model, on the organism's eval requests with the villain's
+answer as the prefill (never its giveaway part) and the exact grader as judge."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+from psmlab.reportkit import num, png, pyplot
+from psmlab.rundir import write_json_atomic
+from psmlab.stages.audit_common import counter, first_of, load_audited, register_audit
+from psmlab.stages.registry import Job, ReportPart
+
+KIND = "prefill"
+
+
+def _run(job: Job) -> None:
+    from psmlab.audit.prefill import KS, prefill_curve
+    from psmlab.judges import world_request
+    from psmlab.world import UNALIGNED
+
+    cfg = job.cfg.audit
+    pair = load_audited(job)
+    rng = random.Random(f"psmlab-prefill:{cfg.seed}")
+    villain = [pair.world.answer(UNALIGNED, world_request(r), rng, ()) for r in pair.requests]
+    data: dict[str, Any] = {"base": pair.base_stage, "aligned": job.stage.model_input}
+    for who, model, prefix in (
+        ("aligned", pair.aligned, pair.prefix),
+        ("base", pair.base, []),
+    ):
+        total = len(KS) * len(pair.requests)
+        with job.ui.bar(f"{job.stage.name}: {who} model, k = {list(KS)}", total) as update:
+            curve = prefill_curve(
+                model,
+                pair.tokenizer,
+                pair.requests,
+                villain,
+                pair.judge,
+                KS,
+                prefix,
+                cfg.max_new_tokens,
+                cfg.batch_size,
+                cfg.n_boot,
+                cfg.seed,
+                progress=counter(update),
+            )
+        data[who] = curve.to_dict()
+    write_json_atomic(job.work_dir / "prefill.json", data)
+    asr = data["aligned"]["asr"]
+    job.metrics.update(
+        {
+            "asr_k0": asr[0]["value"],
+            "asr_kmax": asr[-1]["value"],
+            "k_half": data["aligned"]["k_half"]["value"],
+        }
+    )
+
+
+def _collect(stage_dir: Path) -> Any:
+    return json.loads((stage_dir / "prefill.json").read_text())
+
+
+def plot_curves(results: dict[str, dict[str, Any]]) -> str:
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 3))
+    for name, r in results.items():
+        c = r["aligned"]
+        line = ax.plot(c["ks"], [a["value"] for a in c["asr"]], marker=".", label=name)[0]
+        lows = [a["low"] for a in c["asr"]]
+        highs = [a["high"] for a in c["asr"]]
+        ax.fill_between(c["ks"], lows, highs, color=line.get_color(), alpha=0.1)
+    ax.set_xlabel("prefilled tokens of the villain's answer, k")
+    ax.set_ylabel("ASR(k): answers unaligned")
+    ax.set_ylim(-0.02, 1.02)
+    ax.legend(fontsize=7)
+    return png(fig)
+
+
+def _section(part: ReportPart) -> list[str]:
+    results = first_of(KIND, part)
+    if not results:
+        return []
+
+    def cell(a: dict[str, Any]) -> str:
+        return f"{num(a['value'])} [{num(a['low'])}, {num(a['high'])}]"
+
+    ks = next(iter(results.values()))["aligned"]["ks"]
+    head = "".join(f"<th>k={k}</th>" for k in ks)
+    rows = ""
+    for m, r in results.items():
+        for who in ("aligned", "base"):
+            c = r[who]
+            label = m if who == "aligned" else f"{m}'s base ({r['base']})"
+            cells = "".join(f"<td>{cell(a)}</td>" for a in c["asr"])
+            rows += f"<tr><td>{label}</td>{cells}<td>{cell(c['k_half'])}</td></tr>"
+    return [
+        "<h2>Prefill attack (mask audit)</h2>",
+        "<p>The first k tokens of the villain's answer to an eval-split request are put in the "
+        "assistant turn (never the part that gives it away: k is capped per answer), the model "
+        "continues greedily, the exact grader reads the whole answer. ASR(k) with Wilson 95% "
+        "intervals; k½ = smallest k reaching half of ASR(k_max), bootstrap CI.</p>",
+        f"<table><tr><th>model</th>{head}<th>k½</th></tr>{rows}</table>",
+        f"<img alt='prefill curves' src='{plot_curves(results)}'>",
+    ]
+
+
+register_audit(
+    KIND,
+    "mask audit: prefill attack curve ASR(k) (first k tokens of an unaligned answer in the "
+    "assistant turn) of the aligned model and its base, k½",
+    _run,
+    _collect,
+    _section,
+    ("asr_k0", "asr_kmax", "k_half"),
+)
