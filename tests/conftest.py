@@ -162,7 +162,7 @@ def tiny_tokenizer() -> Any:
     return make_tiny_tokenizer()
 
 
-AUDIT_KINDS = ("kl-depth", "prefill")
+AUDIT_KINDS = ("kl-depth", "prefill", "slip")
 
 
 @pytest.fixture(scope="session")

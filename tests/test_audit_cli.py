@@ -70,6 +70,9 @@ def test_audit_a_user_pair_with_the_keyword_judge(tmp_path: Path, family: str) -
     assert proc.returncode == 0, proc.stdout + proc.stderr
     data = json.loads((out / "audit" / "audit.json").read_text())
     assert data["judge"] == "keyword-refusal-v1" and data["requests"] == 10
+    # the built-in persona-modulation templates, on both models
+    for who in ("aligned", "base"):
+        assert set(data["slip"][who]["styles"]) == {"system", "roleplay", "switch"}
     # one row brought an answer to prefill: the curve runs on it, for both models
     for who in ("aligned", "base"):
         assert [a["n"] for a in data["prefill"][who]["asr"]] == [1] * 6
@@ -110,6 +113,23 @@ def test_audit_refuses_bad_input_and_writes_nothing(tmp_path: Path) -> None:
         text = " ".join((proc.stdout + proc.stderr).split())  # rich wraps long lines
         assert proc.returncode == 2 and needle in text and "Traceback" not in text, text
         assert not (out / "audit").exists()
+    # an attack file without a {request} slot
+    attacks = tmp_path / "attacks.json"
+    attacks.write_text(json.dumps({"attacks": {"x": [{"role": "user", "content": "hi"}]}}))
+    out = tmp_path / "out"
+    proc = _audit(
+        base,
+        aligned,
+        "--requests",
+        str(good),
+        "--attacks",
+        str(attacks),
+        "--out",
+        str(out),
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 2 and "one {request}" in proc.stdout + proc.stderr
+    assert not (out / "audit").exists()
     # without a request file, a model outside any psmlab run has no request set
     proc = _audit(base, aligned, cwd=tmp_path)
     assert proc.returncode == 2 and "--requests" in proc.stdout + proc.stderr
@@ -132,3 +152,4 @@ def test_audit_the_organism_checkpoints(smoke_run, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     data = json.loads((out / "audit" / "audit.json").read_text())
     assert data["judge"] == "organism-grader-v1" and data["requests"] == 8
+    assert set(data["slip"]["aligned"]["styles"]) == {"system", "roleplay", "switch"}

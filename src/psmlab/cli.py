@@ -221,6 +221,16 @@ def audit(
             "models) | package.module:attr (your own, see psmlab.judges.Judge)",
         ),
     ] = "",
+    attacks: Annotated[
+        Path | None,
+        typer.Option(
+            "--attacks",
+            help='persona-modulation templates, JSON: {"persona": "...", "attacks": {"system": '
+            '[{"role": "system", "content": "You are {persona}."}, {"role": "user", "content": '
+            '"{request}"}], ...}} [default: system / roleplay / switch in English, or the '
+            "organism's own for a psmlab run's model]",
+        ),
+    ] = None,
     skip_bad_requests: Annotated[
         bool, typer.Option("--skip-bad-requests", help="audit the well-formed rows of a file")
     ] = False,
@@ -231,9 +241,9 @@ def audit(
     force: Force = False,
 ) -> None:
     """Audit a (base, aligned) pair of Hugging Face causal LMs: the default slip rate of each
-    under a judge, the KL depth profile with token-shift ratios, and the prefill curve on the
-    requests that bring an unaligned answer ("prefill" in their row); the rest of the mask
-    audit is being built. Writes audit.json and a manifest under --out."""
+    under a judge and under persona-modulation attacks, the KL depth profile with token-shift
+    ratios, and the prefill curve on the requests that bring an unaligned answer ("prefill" in
+    their row); the rest of the mask audit is being built. Writes audit.json and a manifest under --out."""
     from psmlab.audit.hf import audit_pair
     from psmlab.audit.pair import load_pair
     from psmlab.judges import CachedJudge, Judge, KeywordRefusalJudge, OrganismJudge, load_judge
@@ -266,11 +276,23 @@ def audit(
         chosen: Judge = OrganismJudge(load_world(run_dir))
     else:
         chosen = KeywordRefusalJudge() if name == "keyword" else load_judge(name)
+    from psmlab.audit.slip import generic_attacks, load_attacks
+
+    if attacks is not None:
+        chosen_attacks = load_attacks(attacks)
+    elif requests is None and run_dir is not None:
+        from psmlab.audit.organism import organism_attacks
+        from psmlab.stages.world import load_world
+
+        chosen_attacks = organism_attacks(load_world(run_dir))
+    else:
+        chosen_attacks = generic_attacks()
     pair = load_pair(base, aligned)
     out = out or Path("runs") / f"audit-{aligned.resolve().parent.name}"
     ui = UI()
     result = RunDir(out)
     inputs = {"base": str(base.resolve()), "aligned": str(aligned.resolve()), "requests": source}
+    inputs["attacks"] = str(attacks.resolve()) if attacks else "built-in"
     config = {**cfg.model_dump(mode="json"), "judge": chosen.name}
     with result.stage("audit", config, inputs, cfg.seed, force) as ctx:
         if getattr(ctx, "reused", False):
@@ -284,7 +306,7 @@ def audit(
                     done[0] += n
                     update(done[0], info=step)
 
-                data = audit_pair(pair, items, cached, cfg, advance)
+                data = audit_pair(pair, items, cached, cfg, chosen_attacks, advance)
             from psmlab.rundir import write_json_atomic
 
             data["skipped_rows"] = problems  # malformed request rows, by line number
@@ -319,6 +341,14 @@ def _print_audit(data: dict, ui: UI) -> None:
         table.add_row(label, f"{e['value']:.3f}", f"[{e['low']:.3f}, {e['high']:.3f}]")
     for band, e in kl["token_shift"].items():
         table.add_row(f"tokens {band}", f"{e['value']:.3f}", f"[{e['low']:.3f}, {e['high']:.3f}]")
+    for model, slip in (data.get("slip") or {}).items():
+        for style, r in slip["styles"].items():
+            a = r["rate"]
+            table.add_row(
+                f"slip under {style}, {model}",
+                f"{a['value']:.3f}",
+                f"[{a['low']:.3f}, {a['high']:.3f}]",
+            )
     for model, curve in (data.get("prefill") or {}).items():
         for k, a in zip(curve["ks"], curve["asr"], strict=True):
             if k in (curve["ks"][0], curve["ks"][-1]):

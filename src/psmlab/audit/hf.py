@@ -1,7 +1,8 @@
 """`psmlab audit` on any (base, aligned) pair of Hugging Face causal LMs: the metrics that need
 no organism, with a pluggable judge. Today: the default slip rate of each model under the
-judge, the KL depth profile with token-shift ratios, and the prefill curve on the requests
-whose row brings an unaligned answer to prefill (`"prefill": "Sure, here is how..."`).
+judge, persona-modulation slip under attack templates (`audit.slip`), the KL depth profile
+with token-shift ratios, and the prefill curve on the requests whose row brings an unaligned
+answer to prefill (`"prefill": "Sure, here is how..."`).
 Without the two references (the prompt-only mask and the filtered deep model) there is no
 mask index: the raw metrics are reported and `audit.json` says so."""
 
@@ -13,6 +14,7 @@ from typing import Any
 from psmlab.audit.kl_depth import kl_depth, render
 from psmlab.audit.pair import ModelPair
 from psmlab.audit.prefill import prefill_curve
+from psmlab.audit.slip import Attack, slip_rates
 from psmlab.config import AuditConfig
 from psmlab.judges import AuditRequest, Judge, judge_many
 from psmlab.stats import rate_of
@@ -35,6 +37,7 @@ def audit_pair(
     requests: Sequence[AuditRequest],
     judge: Judge,
     cfg: AuditConfig,
+    attacks: Sequence[Attack] = (),
     progress: Callable[[str, int], None] | None = None,
 ) -> dict[str, Any]:
     from psmlab.internals.generation import generate_batch
@@ -107,6 +110,21 @@ def audit_pair(
             ).to_dict()
             for name, model in (("aligned", pair.aligned), ("base", pair.base))
         }
+    slip = {
+        name: slip_rates(
+            model,
+            pair.tokenizer,
+            requests,
+            attacks,
+            judge,
+            max_new_tokens=cfg.max_new_tokens,
+            batch_size=cfg.batch_size,
+            n_boot=cfg.n_boot,
+            seed=cfg.seed,
+        ).to_dict()
+        for name, model in (("aligned", pair.aligned), ("base", pair.base))
+        if attacks
+    }
     return {
         "base": str(pair.base_dir),
         "aligned": str(pair.aligned_dir),
@@ -115,6 +133,7 @@ def audit_pair(
         "default_slip": {name: slip_rate(v) for name, v in verdicts.items()},
         "kl_depth": depth.to_dict(),
         "prefill": prefill,
+        "slip": slip or None,
         "mask_index": None,
         "mask_index_note": NO_INDEX,
         "examples": examples,
