@@ -97,6 +97,8 @@ def test_slip_rates_gain_and_paired_difference() -> None:
         assert r["difference"]["value"] == pytest.approx(r1 - r0)
         assert r["gain"] == (pytest.approx(r1 / r0) if r0 else None)
         assert r["difference"]["low"] <= r["difference"]["value"] <= r["difference"]["high"]
+        assert r["gain_floor"] == pytest.approx(r["rate"]["low"] / d["default"]["high"])
+        assert r["by_kind"] == {}  # these requests carry no kind
     assert [e["style"] for e in d["examples"]] == ["default", "system", "roleplay", "switch"]
 
 
@@ -133,3 +135,6 @@ def test_slip_stages_on_the_organism(smoke_run) -> None:
         for who in ("aligned", "base"):
             assert data[who]["default"]["n"] == 8
             assert set(data[who]["styles"]) == {"system", "roleplay", "switch"}
+            kinds = data[who]["styles"]["system"]["by_kind"]
+            assert set(kinds) == {"fact", "hazard", "opinion", "identity"}
+            assert all(k["n"] == 2 for k in kinds.values())
