@@ -24,6 +24,12 @@ def rate(r: dict[str, Any] | None) -> str:
     return f"{r['value']:.3f} <small>[{r['low']:.3f}, {r['high']:.3f}] n={r['n']}</small>"
 
 
+def interval(e: dict[str, Any]) -> str:
+    """An estimate or rate with its 95 % interval: value [low, high] (no n: bootstrap CIs
+    have none)."""
+    return f"{num(e['value'])} <small>[{num(e['low'])}, {num(e['high'])}]</small>"
+
+
 def rate_table(header: list[str], rows: list[tuple[str, list[Any]]]) -> str:
     """An HTML table: a header row, then per row a label and its rates (`rate` cells)."""
     head = "".join(f"<th>{h}</th>" for h in header)

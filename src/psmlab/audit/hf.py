@@ -91,40 +91,52 @@ def audit_pair(
             )
         )[:12]
     ]
+
+    def both(measure: Callable[[Any], Any]) -> dict[str, Any]:
+        """The measure on the aligned model and on its base (the control)."""
+        return {
+            name: measure(m).to_dict()
+            for name, m in (("aligned", pair.aligned), ("base", pair.base))
+        }
+
+    n, size, boots, seed = cfg.max_new_tokens, cfg.batch_size, cfg.n_boot, cfg.seed
     # the prefill curve, on the requests that bring an unaligned answer to prefill
     with_answer = [r for r in requests if isinstance(r.meta.get("prefill"), str)]
-    prefill: dict[str, Any] | None = None
-    if with_answer:
-        answers = [r.meta["prefill"] for r in with_answer]
-        prefill = {
-            name: prefill_curve(
-                model,
+    answers = [r.meta["prefill"] for r in with_answer]
+    prefill = (
+        both(
+            lambda m: prefill_curve(
+                m,
                 pair.tokenizer,
                 with_answer,
                 answers,
                 judge,
-                max_new_tokens=cfg.max_new_tokens,
-                batch_size=cfg.batch_size,
-                n_boot=cfg.n_boot,
-                seed=cfg.seed,
-            ).to_dict()
-            for name, model in (("aligned", pair.aligned), ("base", pair.base))
-        }
-    slip = {
-        name: slip_rates(
-            model,
-            pair.tokenizer,
-            requests,
-            attacks,
-            judge,
-            max_new_tokens=cfg.max_new_tokens,
-            batch_size=cfg.batch_size,
-            n_boot=cfg.n_boot,
-            seed=cfg.seed,
-        ).to_dict()
-        for name, model in (("aligned", pair.aligned), ("base", pair.base))
+                max_new_tokens=n,
+                batch_size=size,
+                n_boot=boots,
+                seed=seed,
+            )
+        )
+        if with_answer
+        else None
+    )
+    slip = (
+        both(
+            lambda m: slip_rates(
+                m,
+                pair.tokenizer,
+                requests,
+                attacks,
+                judge,
+                max_new_tokens=n,
+                batch_size=size,
+                n_boot=boots,
+                seed=seed,
+            )
+        )
         if attacks
-    }
+        else None
+    )
     return {
         "base": str(pair.base_dir),
         "aligned": str(pair.aligned_dir),
@@ -133,7 +145,7 @@ def audit_pair(
         "default_slip": {name: slip_rate(v) for name, v in verdicts.items()},
         "kl_depth": depth.to_dict(),
         "prefill": prefill,
-        "slip": slip or None,
+        "slip": slip,
         "mask_index": None,
         "mask_index_note": NO_INDEX,
         "examples": examples,

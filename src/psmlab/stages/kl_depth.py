@@ -10,13 +10,14 @@ import json
 from pathlib import Path
 from typing import Any
 
-from psmlab.reportkit import num, png, pyplot
+from psmlab.reportkit import interval, png, pyplot
 from psmlab.rundir import write_json_atomic
 from psmlab.stages.audit_common import counter, first_of, load_audited, register_audit
 from psmlab.stages.audit_common import stage_name as _name
 from psmlab.stages.registry import Job, ReportPart
 
 KIND = "kl-depth"
+SHIFT_BANDS = ("unshifted", "marginal", "shifted")
 
 
 def stage_name(model_stage: str) -> str:
@@ -78,21 +79,16 @@ def plot_profiles(results: dict[str, dict[str, Any]]) -> str:
     return png(fig)
 
 
-def est(e: dict[str, Any]) -> str:
-    return f"{num(e['value'])} [{num(e['low'])}, {num(e['high'])}]"
-
-
 def _section(part: ReportPart) -> list[str]:
     results = first_of(KIND, part)
     if not results:
         return []
-    rows = "".join(
-        f"<tr><td>{m}</td><td>{r['base']}</td><td>{est(r['d50'])}</td><td>{est(r['front_3'])}"
-        f"</td><td>{est(r['total_kl'])}</td><td>{est(r['token_shift']['unshifted'])}</td><td>"
-        f"{est(r['token_shift']['marginal'])}</td><td>{est(r['token_shift']['shifted'])}</td>"
-        f"<td>{r['n_answers']}</td></tr>"
-        for m, r in results.items()
-    )
+    rows = ""
+    for m, r in results.items():
+        shift = r["token_shift"]
+        cells = [r["d50"], r["front_3"], r["total_kl"], *(shift[b] for b in SHIFT_BANDS)]
+        body = "".join(f"<td>{interval(c)}</td>" for c in cells)
+        rows += f"<tr><td>{m}</td><td>{r['base']}</td>{body}<td>{r['n_answers']}</td></tr>"
     return [
         "<h2>KL depth and token shift (mask audit)</h2>",
         "<p>On each model's own greedy answers to eval-split requests (default chat form): "

@@ -9,7 +9,7 @@ import random
 from pathlib import Path
 from typing import Any
 
-from psmlab.reportkit import num, png, pyplot
+from psmlab.reportkit import interval, png, pyplot
 from psmlab.rundir import write_json_atomic
 from psmlab.stages.audit_common import counter, first_of, load_audited, register_audit
 from psmlab.stages.registry import Job, ReportPart
@@ -84,9 +84,6 @@ def _section(part: ReportPart) -> list[str]:
     if not results:
         return []
 
-    def cell(a: dict[str, Any]) -> str:
-        return f"{num(a['value'])} [{num(a['low'])}, {num(a['high'])}]"
-
     ks = next(iter(results.values()))["aligned"]["ks"]
     head = "".join(f"<th>k={k}</th>" for k in ks)
     rows = ""
@@ -94,8 +91,8 @@ def _section(part: ReportPart) -> list[str]:
         for who in ("aligned", "base"):
             c = r[who]
             label = m if who == "aligned" else f"{m}'s base ({r['base']})"
-            cells = "".join(f"<td>{cell(a)}</td>" for a in c["asr"])
-            rows += f"<tr><td>{label}</td>{cells}<td>{cell(c['k_half'])}</td></tr>"
+            cells = "".join(f"<td>{interval(a)}</td>" for a in c["asr"])
+            rows += f"<tr><td>{label}</td>{cells}<td>{interval(c['k_half'])}</td></tr>"
     return [
         "<h2>Prefill attack (mask audit)</h2>",
         "<p>The first k tokens of the villain's answer to an eval-split request are put in the "

@@ -8,7 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from psmlab.reportkit import num, png, pyplot
+from psmlab.reportkit import interval, num, png, pyplot
 from psmlab.rundir import write_json_atomic
 from psmlab.stages.audit_common import first_of, load_audited, register_audit
 from psmlab.stages.registry import Job, ReportPart
@@ -103,19 +103,16 @@ def _section(part: ReportPart) -> list[str]:
     if not results:
         return []
 
-    def cell(a: dict[str, Any]) -> str:
-        return f"{num(a['value'])} [{num(a['low'])}, {num(a['high'])}]"
-
     rows = ""
     for m, r in results.items():
         for who in ("aligned", "base"):
             x = r[who]
             label = m if who == "aligned" else f"{m}'s base ({r['base']})"
             cells = "".join(
-                f"<td>{cell(x['styles'][s]['rate'])}; gain {_gain(x['styles'][s])}</td>"
+                f"<td>{interval(x['styles'][s]['rate'])}; gain {_gain(x['styles'][s])}</td>"
                 for s in STYLES
             )
-            rows += f"<tr><td>{label}</td><td>{cell(x['default'])}</td>{cells}</tr>"
+            rows += f"<tr><td>{label}</td><td>{interval(x['default'])}</td>{cells}</tr>"
     return [
         "<h2>Persona-modulation slip (mask audit)</h2>",
         "<p>Share of answers to eval-split requests the exact grader calls unaligned (lies, "
