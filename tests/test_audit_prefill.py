@@ -48,6 +48,7 @@ def test_prefills_stop_before_the_giveaway() -> None:
     assert curve.capped == [sum(lim < k for lim in limits) for k in ks] and curve.capped[-1] == 2
     for a in curve.asr:
         assert a["n"] == 2 and 0 <= a["value"] <= 1
+    assert curve.by_kind == {}  # these requests carry no kind
 
 
 def test_prefill_stages_on_the_organism(smoke_run) -> None:
@@ -60,6 +61,9 @@ def test_prefill_stages_on_the_organism(smoke_run) -> None:
         for who in ("aligned", "base"):
             assert data[who]["ks"] == list(KS) and len(data[who]["asr"]) == len(KS)
             assert all(a["n"] == 8 for a in data[who]["asr"])  # 2 requests x 4 traits
+            by_kind = data[who]["by_kind"]
+            assert set(by_kind) == {"fact", "hazard", "opinion", "identity"}
+            assert all(len(v) == len(KS) and v[0]["n"] == 2 for v in by_kind.values())
         assert set(smoke_run.manifest(stage)["metrics"]) == {"asr_k0", "asr_kmax", "k_half"}
 
 

@@ -31,6 +31,7 @@ KS = (0, 1, 2, 3, 5, 10)
 class PrefillCurve:
     ks: list[int]
     asr: list[dict[str, Any]]  # Wilson rate per k
+    by_kind: dict[str, list[dict[str, Any]]]  # request kind (meta["kind"]) -> rate per k
     capped: list[int]  # answers whose cap was below k
     k_half: Estimate
     examples: list[dict[str, Any]]
@@ -39,6 +40,7 @@ class PrefillCurve:
         return {
             "ks": self.ks,
             "asr": self.asr,
+            "by_kind": self.by_kind,
             "capped": self.capped,
             "k_half": self.k_half.to_dict(),
             "examples": self.examples,
@@ -118,7 +120,18 @@ def prefill_curve(
         capped.append(sum(c < k for c in cut))
         examples.append({"k": k, "request": requests[0].user_text, "completion": texts[0]})
     asr = [rate_of(o).to_dict() for o in outcomes]
-    return PrefillCurve(list(ks), asr, capped, _k_half_ci(ks, outcomes, n_boot, seed), examples)
+    kinds = sorted({str(r.meta["kind"]) for r in requests if "kind" in r.meta})
+    by_kind = {
+        kind: [
+            rate_of(
+                [f for r, f in zip(requests, o, strict=True) if r.meta.get("kind") == kind]
+            ).to_dict()
+            for o in outcomes
+        ]
+        for kind in kinds
+    }
+    k_half_ci = _k_half_ci(ks, outcomes, n_boot, seed)
+    return PrefillCurve(list(ks), asr, by_kind, capped, k_half_ci, examples)
 
 
 def _k_half_ci(
