@@ -243,86 +243,41 @@ def audit(
     """Audit a (base, aligned) pair of Hugging Face causal LMs: the default slip rate of each
     under a judge and under persona-modulation attacks, the KL depth profile with token-shift
     ratios, and the prefill curve on the requests that bring an unaligned answer ("prefill" in
-    their row); the rest of the mask audit is being built. Writes audit.json and a manifest under --out."""
-    from psmlab.audit.hf import audit_pair
+    their row); the rest of the mask audit is being built. Writes audit.json and a manifest
+    under --out."""
+    from psmlab.audit.hf import audit_pair, resolve_inputs
     from psmlab.audit.pair import load_pair
-    from psmlab.judges import CachedJudge, Judge, KeywordRefusalJudge, OrganismJudge, load_judge
-    from psmlab.judges import load_requests as read_requests
+    from psmlab.judges import CachedJudge
+    from psmlab.rundir import write_json_atomic
 
     cfg = build_config("quick", None, set_ or [], None).audit
-    run_dir = _organism_run_of(aligned)
-    if requests is not None:
-        items, problems = read_requests(requests, "skip" if skip_bad_requests else "refuse")
-        source = str(requests.resolve())
-    elif run_dir is not None:
-        from psmlab.audit.organism import organism_requests
-        from psmlab.stages.world import load_world
-
-        items = organism_requests(load_world(run_dir), cfg.requests_per_trait, cfg.seed)
-        source, problems = f"organism of {run_dir.root}", []
-    else:
-        raise PsmlabError(
-            f"{aligned} is not a model of a psmlab run, so there is no built-in request set",
-            hint="pass --requests FILE.jsonl (one chat request per line)",
-        )
-    name = judge or ("organism" if requests is None else "keyword")
-    if name == "organism":
-        if run_dir is None:
-            raise PsmlabError(
-                "the organism judge needs a psmlab run's model", hint="use --judge keyword"
-            )
-        from psmlab.stages.world import load_world
-
-        chosen: Judge = OrganismJudge(load_world(run_dir))
-    else:
-        chosen = KeywordRefusalJudge() if name == "keyword" else load_judge(name)
-    from psmlab.audit.slip import generic_attacks, load_attacks
-
-    if attacks is not None:
-        chosen_attacks = load_attacks(attacks)
-    elif requests is None and run_dir is not None:
-        from psmlab.audit.organism import organism_attacks
-        from psmlab.stages.world import load_world
-
-        chosen_attacks = organism_attacks(load_world(run_dir))
-    else:
-        chosen_attacks = generic_attacks()
+    chosen = resolve_inputs(aligned, requests, judge, attacks, skip_bad_requests, cfg)
     pair = load_pair(base, aligned)
     out = out or Path("runs") / f"audit-{aligned.resolve().parent.name}"
     ui = UI()
     result = RunDir(out)
-    inputs = {"base": str(base.resolve()), "aligned": str(aligned.resolve()), "requests": source}
-    inputs["attacks"] = str(attacks.resolve()) if attacks else "built-in"
-    config = {**cfg.model_dump(mode="json"), "judge": chosen.name}
+    inputs = {"base": str(base.resolve()), "aligned": str(aligned.resolve()), **chosen.sources}
+    config = {**cfg.model_dump(mode="json"), "judge": chosen.judge.name}
     with result.stage("audit", config, inputs, cfg.seed, force) as ctx:
         if getattr(ctx, "reused", False):
             ui.log(f"audit: reused -> {ctx.dir}")  # type: ignore[union-attr]
         else:
-            cached = CachedJudge(chosen, out / "judge_cache.sqlite")
-            with ui.bar("audit: reading answers, answering as base", 2 * len(items)) as update:
+            cached = CachedJudge(chosen.judge, out / "judge_cache.sqlite")
+            total = 2 * len(chosen.requests)
+            with ui.bar("audit: reading answers, answering as base", total) as update:
                 done = [0]
 
                 def advance(step: str, n: int) -> None:
                     done[0] += n
                     update(done[0], info=step)
 
-                data = audit_pair(pair, items, cached, cfg, chosen_attacks, advance)
-            from psmlab.rundir import write_json_atomic
-
-            data["skipped_rows"] = problems  # malformed request rows, by line number
+                data = audit_pair(pair, chosen.requests, cached, cfg, chosen.attacks, advance)
+            data["skipped_rows"] = chosen.skipped  # malformed request rows, by line number
             write_json_atomic(ctx.work_dir / "audit.json", data)  # type: ignore[union-attr]
             ctx.metrics.update(  # type: ignore[union-attr]
                 {f"default_slip.{m}": r["value"] for m, r in data["default_slip"].items()}
             )
     _print_audit(json.loads((result.stage_dir("audit") / "audit.json").read_text()), ui)
-
-
-def _organism_run_of(model_dir: Path) -> RunDir | None:
-    """The psmlab run a model folder belongs to (runs/NAME/STAGE/model), if any."""
-    root = model_dir.resolve().parent.parent
-    if (root / "run.json").is_file() and (root / "world").is_dir():
-        return RunDir(root)
-    return None
 
 
 def _print_audit(data: dict, ui: UI) -> None:
@@ -331,32 +286,24 @@ def _print_audit(data: dict, ui: UI) -> None:
     table = Table(title=f"audit: {data['aligned']} against {data['base']} (judge {data['judge']})")
     for col in ("measure", "value", "95% CI"):
         table.add_column(col)
-    for model, r in data["default_slip"].items():
-        table.add_row(
-            f"default slip rate, {model}", f"{r['value']:.3f}", f"[{r['low']:.3f}, {r['high']:.3f}]"
-        )
-    kl = data["kl_depth"]
-    for key, label in (("d50", "KL depth d50 (tokens)"), ("front_3", "KL share in first 3 tokens")):
-        e = kl[key]
+
+    def row(label: str, e: dict) -> None:
         table.add_row(label, f"{e['value']:.3f}", f"[{e['low']:.3f}, {e['high']:.3f}]")
+
+    for model, r in data["default_slip"].items():
+        row(f"default slip rate, {model}", r)
+    kl = data["kl_depth"]
+    row("KL depth d50 (tokens)", kl["d50"])
+    row("KL share in first 3 tokens", kl["front_3"])
     for band, e in kl["token_shift"].items():
-        table.add_row(f"tokens {band}", f"{e['value']:.3f}", f"[{e['low']:.3f}, {e['high']:.3f}]")
+        row(f"tokens {band}", e)
     for model, slip in (data.get("slip") or {}).items():
         for style, r in slip["styles"].items():
-            a = r["rate"]
-            table.add_row(
-                f"slip under {style}, {model}",
-                f"{a['value']:.3f}",
-                f"[{a['low']:.3f}, {a['high']:.3f}]",
-            )
+            row(f"slip under {style}, {model}", r["rate"])
     for model, curve in (data.get("prefill") or {}).items():
         for k, a in zip(curve["ks"], curve["asr"], strict=True):
             if k in (curve["ks"][0], curve["ks"][-1]):
-                table.add_row(
-                    f"prefill ASR(k={k}), {model}",
-                    f"{a['value']:.3f}",
-                    f"[{a['low']:.3f}, {a['high']:.3f}]",
-                )
+                row(f"prefill ASR(k={k}), {model}", a)
     ui.console.print(table)
     ui.console.print(f"mask index: {data['mask_index_note']}")
 

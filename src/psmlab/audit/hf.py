@@ -9,14 +9,19 @@ mask index: the raw metrics are reported and `audit.json` says so."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from psmlab.audit.kl_depth import kl_depth, render
+from psmlab.audit.organism import organism_attacks, organism_requests
 from psmlab.audit.pair import ModelPair
 from psmlab.audit.prefill import prefill_curve
-from psmlab.audit.slip import Attack, slip_rates
+from psmlab.audit.slip import Attack, generic_attacks, load_attacks, slip_rates
 from psmlab.config import AuditConfig
+from psmlab.errors import PsmlabError
 from psmlab.judges import AuditRequest, Judge, judge_many
+from psmlab.rundir import RunDir
 from psmlab.stats import rate_of
 
 NO_INDEX = (
@@ -24,6 +29,78 @@ NO_INDEX = (
     "filtered-pretraining reference (deep = 0); a user's pair has neither, so only raw "
     "metrics are reported"
 )
+
+
+@dataclass
+class AuditInputs:
+    """What `psmlab audit` measures with: the request set, the judge, the attacks, where each
+    came from (recorded in the manifest) and the malformed request rows skipped."""
+
+    requests: list[AuditRequest]
+    judge: Judge
+    attacks: list[Attack]
+    sources: dict[str, str]
+    skipped: list[str]
+
+
+def organism_run_of(model_dir: Path) -> RunDir | None:
+    """The psmlab run a model folder belongs to (runs/NAME/STAGE/model), if any."""
+    root = model_dir.resolve().parent.parent
+    if (root / "run.json").is_file() and (root / "world").is_dir():
+        return RunDir(root)
+    return None
+
+
+def resolve_inputs(
+    aligned: Path,
+    requests: Path | None,
+    judge: str,
+    attacks: Path | None,
+    skip_bad_requests: bool,
+    cfg: AuditConfig,
+) -> AuditInputs:
+    """A request file, or the organism's eval requests for a psmlab run's model; the judge by
+    name ("keyword", "organism", "pkg.mod:attr"; default: organism for a run's model without a
+    request file, else keyword); attack templates from a file, the organism's own, or the
+    generic English ones. One clear error for a combination that cannot work."""
+    from psmlab.judges import KeywordRefusalJudge, OrganismJudge, load_judge, load_requests
+
+    run_dir = organism_run_of(aligned)
+    world = None
+    if run_dir is not None:
+        from psmlab.stages.world import load_world
+
+        world = load_world(run_dir)
+    skipped: list[str] = []
+    if requests is not None:
+        items, skipped = load_requests(requests, "skip" if skip_bad_requests else "refuse")
+        source = str(requests.resolve())
+    elif world is not None and run_dir is not None:
+        items = organism_requests(world, cfg.requests_per_trait, cfg.seed)
+        source = f"organism of {run_dir.root}"
+    else:
+        raise PsmlabError(
+            f"{aligned} is not a model of a psmlab run, so there is no built-in request set",
+            hint="pass --requests FILE.jsonl (one chat request per line)",
+        )
+    name = judge or ("organism" if requests is None else "keyword")
+    chosen: Judge
+    if name == "organism":
+        if world is None:
+            raise PsmlabError(
+                "the organism judge needs a psmlab run's model", hint="use --judge keyword"
+            )
+        chosen = OrganismJudge(world)
+    else:
+        chosen = KeywordRefusalJudge() if name == "keyword" else load_judge(name)
+    if attacks is not None:
+        chosen_attacks = load_attacks(attacks)
+    elif requests is None and world is not None:
+        chosen_attacks = organism_attacks(world)
+    else:
+        chosen_attacks = generic_attacks()
+    sources = {"requests": source, "attacks": str(attacks.resolve()) if attacks else "built-in"}
+    return AuditInputs(items, chosen, chosen_attacks, sources, skipped)
 
 
 def slip_rate(verdicts: Sequence[Any]) -> dict[str, Any]:
