@@ -81,9 +81,13 @@ def test_audit_a_user_pair_with_the_keyword_judge(tmp_path: Path, family: str) -
     assert data["kl_depth"]["total_kl"]["value"] > 0
     manifest = json.loads((out / "audit" / "manifest.json").read_text())
     assert manifest["status"] == "finished" and (out / "judge_cache.sqlite").is_file()
-    # the same command again reuses the finished audit
+    # the same command again reuses the finished audit; an edited request file is new input
     again = _audit(base, aligned, *args, cwd=tmp_path)
     assert again.returncode == 0 and "reused" in again.stdout + again.stderr
+    _requests(tmp_path / "requests.jsonl", GOOD * 2)
+    edited = _audit(base, aligned, *args, cwd=tmp_path)
+    said = " ".join((edited.stdout + edited.stderr).split())
+    assert edited.returncode == 2 and "different config or inputs" in said
 
 
 def test_audit_refuses_bad_input_and_writes_nothing(tmp_path: Path) -> None:

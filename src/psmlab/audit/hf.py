@@ -21,7 +21,7 @@ from psmlab.audit.slip import Attack, generic_attacks, load_attacks, slip_rates
 from psmlab.config import AuditConfig
 from psmlab.errors import PsmlabError
 from psmlab.judges import AuditRequest, Judge, judge_many
-from psmlab.rundir import RunDir
+from psmlab.rundir import RunDir, sha256_file
 from psmlab.stats import rate_of
 
 NO_INDEX = (
@@ -51,6 +51,12 @@ def organism_run_of(model_dir: Path) -> RunDir | None:
     return None
 
 
+def _with_hash(path: Path) -> str:
+    """A file's path and content hash: an edited request or attack file is a new input, so a
+    finished audit is never reused for it."""
+    return f"{path.resolve()} sha256:{sha256_file(path)}"
+
+
 def resolve_inputs(
     aligned: Path,
     requests: Path | None,
@@ -74,7 +80,7 @@ def resolve_inputs(
     skipped: list[str] = []
     if requests is not None:
         items, skipped = load_requests(requests, "skip" if skip_bad_requests else "refuse")
-        source = str(requests.resolve())
+        source = _with_hash(requests)
     elif world is not None and run_dir is not None:
         items = organism_requests(world, cfg.requests_per_trait, cfg.seed)
         source = f"organism of {run_dir.root}"
@@ -99,7 +105,7 @@ def resolve_inputs(
         chosen_attacks = organism_attacks(world)
     else:
         chosen_attacks = generic_attacks()
-    sources = {"requests": source, "attacks": str(attacks.resolve()) if attacks else "built-in"}
+    sources = {"requests": source, "attacks": _with_hash(attacks) if attacks else "built-in"}
     return AuditInputs(items, chosen, chosen_attacks, sources, skipped)
 
 
