@@ -83,6 +83,11 @@ def test_cache_answers_a_repeated_question_from_disk(tmp_path: Path) -> None:
     again = CachedJudge(inner, tmp_path / "judge.sqlite")  # a new process would reopen it
     assert again.judge_many(pairs + [(_ask("new"), "yyyy")]) == [*first, Verdict("long", True)]
     assert inner.calls == 9 and (again.hits, again.misses) == (8, 1)
+    # a question repeated within one batch is asked once
+    fresh = CountingJudge()
+    twice = [(_ask("dup"), "same answer")] * 3
+    assert len(set(CachedJudge(fresh, tmp_path / "dup.sqlite").judge_many(twice))) == 1
+    assert fresh.calls == 1
     # the key covers the judge's name: another judge is asked afresh
     other = CountingJudge()
     other.name = "counting-v2"
