@@ -162,7 +162,7 @@ def tiny_tokenizer() -> Any:
     return make_tiny_tokenizer()
 
 
-AUDIT_KINDS = ("kl-depth", "prefill", "slip")
+AUDIT_KINDS = ("kl-depth", "prefill", "slip", "manyshot")
 
 
 @pytest.fixture(scope="session")

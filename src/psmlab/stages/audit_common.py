@@ -7,6 +7,7 @@ pretraining) an input, so a changed base re-runs the audit."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,14 +73,24 @@ def counter(update: Callable[..., None]) -> Callable[[int], None]:
     return advance
 
 
+def both_models(pair: AuditedPair) -> tuple[tuple[str, Any, list[dict[str, str]]], ...]:
+    """(who, model, in-context prefix) for the aligned model and its base (the control)."""
+    return (("aligned", pair.aligned, pair.prefix), ("base", pair.base, []))
+
+
 def register_audit(
     kind: str,
     doc: str,
     run: Callable[[Job], None],
-    collect: Callable[[Path], Any],
+    result_file: str,
     section: Callable[[ReportPart], list[str]],
     key_metrics: tuple[str, ...],
 ) -> None:
+    """Register `kind@<model>` for every model; its report data is `result_file` (JSON)."""
+
+    def collect(stage_dir: Path) -> Any:
+        return json.loads((stage_dir / result_file).read_text())
+
     for model in MODELS:
         register(
             Stage(

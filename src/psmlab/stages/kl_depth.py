@@ -6,8 +6,6 @@ prefix, so its KL comes from the prefix alone."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 from psmlab.reportkit import interval, png, pyplot
@@ -57,10 +55,6 @@ def _run(job: Job) -> None:
     )
 
 
-def _collect(stage_dir: Path) -> Any:
-    return json.loads((stage_dir / "kl_depth.json").read_text())
-
-
 def plot_profiles(results: dict[str, dict[str, Any]]) -> str:
     """KL_k per answer position (left) and front-loading F_m (right), one line per model."""
     plt = pyplot()
@@ -107,7 +101,7 @@ register_audit(
     "mask audit: per-position KL(aligned || base) on the aligned model's answers (depth d50, "
     "front-loading) and token-shift ratios",
     _run,
-    _collect,
+    "kl_depth.json",
     _section,
     ("d50", "front_3", "shifted"),
 )

@@ -4,14 +4,12 @@ answer as the prefill (never its giveaway part) and the exact grader as judge.""
 
 from __future__ import annotations
 
-import json
 import random
-from pathlib import Path
 from typing import Any
 
 from psmlab.reportkit import interval, png, pyplot
 from psmlab.rundir import write_json_atomic
-from psmlab.stages.audit_common import counter, first_of, load_audited, register_audit
+from psmlab.stages.audit_common import both_models, counter, first_of, load_audited, register_audit
 from psmlab.stages.registry import Job, ReportPart
 
 KIND = "prefill"
@@ -27,10 +25,7 @@ def _run(job: Job) -> None:
     rng = random.Random(f"psmlab-prefill:{cfg.seed}")
     villain = [pair.world.answer(UNALIGNED, world_request(r), rng, ()) for r in pair.requests]
     data: dict[str, Any] = {"base": pair.base_stage, "aligned": job.stage.model_input}
-    for who, model, prefix in (
-        ("aligned", pair.aligned, pair.prefix),
-        ("base", pair.base, []),
-    ):
+    for who, model, prefix in both_models(pair):
         total = len(KS) * len(pair.requests)
         with job.ui.bar(f"{job.stage.name}: {who} model, k = {list(KS)}", total) as update:
             curve = prefill_curve(
@@ -57,10 +52,6 @@ def _run(job: Job) -> None:
             "k_half": data["aligned"]["k_half"]["value"],
         }
     )
-
-
-def _collect(stage_dir: Path) -> Any:
-    return json.loads((stage_dir / "prefill.json").read_text())
 
 
 def plot_curves(results: dict[str, dict[str, Any]]) -> str:
@@ -109,7 +100,7 @@ register_audit(
     "mask audit: prefill attack curve ASR(k) (first k tokens of an unaligned answer in the "
     "assistant turn) of the aligned model and its base, k½",
     _run,
-    _collect,
+    "prefill.json",
     _section,
     ("asr_k0", "asr_kmax", "k_half"),
 )

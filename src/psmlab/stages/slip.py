@@ -4,13 +4,11 @@ written in the world's language (`audit.organism.organism_attacks`), exact grade
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 from psmlab.reportkit import interval, num, png, pyplot
 from psmlab.rundir import write_json_atomic
-from psmlab.stages.audit_common import first_of, load_audited, register_audit
+from psmlab.stages.audit_common import both_models, first_of, load_audited, register_audit
 from psmlab.stages.registry import Job, ReportPart
 
 KIND = "slip"
@@ -25,7 +23,7 @@ def _run(job: Job) -> None:
     pair = load_audited(job)
     attacks = organism_attacks(pair.world)
     data: dict[str, Any] = {"base": pair.base_stage, "aligned": job.stage.model_input}
-    for who, model, prefix in (("aligned", pair.aligned, pair.prefix), ("base", pair.base, [])):
+    for who, model, prefix in both_models(pair):
         with job.ui.bar(f"{job.stage.name}: {who} model, default + 3 styles", 1) as update:
             result = slip_rates(
                 model,
@@ -46,10 +44,6 @@ def _run(job: Job) -> None:
     job.metrics["default"] = mine["default"]["value"]
     for style, r in mine["styles"].items():
         job.metrics[style] = r["rate"]["value"]
-
-
-def _collect(stage_dir: Path) -> Any:
-    return json.loads((stage_dir / "slip.json").read_text())
 
 
 def plot_slip(results: dict[str, dict[str, Any]]) -> str:
@@ -134,7 +128,7 @@ register_audit(
     "mask audit: persona-modulation slip (system turn, role-play, character switch) of the "
     "aligned model and its base, persona gain",
     _run,
-    _collect,
+    "slip.json",
     _section,
     ("default", *STYLES),
 )
