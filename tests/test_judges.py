@@ -45,6 +45,9 @@ def test_keyword_judge_scores_refusals_against_the_expected_label() -> None:
     assert judge.judge(_ask("hi"), "Hello!") == Verdict("complied", None)
     own = KeywordRefusalJudge(phrases=("nope",), name="nope-v1")
     assert own.refuses("Nope.") and not own.refuses("I cannot.")
+    # other phrases under the default name get their own cache identity
+    unnamed = KeywordRefusalJudge(phrases=("nope",))
+    assert unnamed.name.startswith("keyword-refusal-v1:") and unnamed.name != judge.name
 
 
 def test_organism_judge_is_the_exact_grader(world: World) -> None:
@@ -104,6 +107,8 @@ def test_a_user_judge_plugs_in_by_import_path(tmp_path: Path, monkeypatch) -> No
         "    def judge(self, request, response):\n"
         "        return Verdict('shout', self.word not in response)\n"
         "not_a_judge = 3\n"
+        "def broken():\n"
+        "    raise RuntimeError('no key')\n"
     )
     monkeypatch.syspath_prepend(str(tmp_path))
     judge = load_judge("myjudges:Shouty", word="NEVER")
@@ -113,6 +118,7 @@ def test_a_user_judge_plugs_in_by_import_path(tmp_path: Path, monkeypatch) -> No
         ("nosuchmodule_xyz:J", "cannot load"),
         ("myjudges:missing", "cannot load"),
         ("myjudges:not_a_judge", "is not a judge"),
+        ("myjudges:broken", "constructing judge"),
     ):
         with pytest.raises(PsmlabError, match=match):
             load_judge(bad)

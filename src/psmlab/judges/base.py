@@ -87,7 +87,13 @@ def load_judge(spec: str, **kwargs: Any) -> Judge:
         ) from None
     judge = obj
     if isinstance(obj, type) or (callable(obj) and not hasattr(obj, "judge")):
-        judge = obj(**kwargs)  # a class or a factory
+        try:
+            judge = obj(**kwargs)  # a class or a factory
+        except Exception as exc:  # the user's constructor: report it, not a traceback
+            raise PsmlabError(
+                f"constructing judge {spec!r} failed: {type(exc).__name__}: {exc}",
+                hint="a judge class or factory must be callable with no arguments here",
+            ) from None
     if not isinstance(judge, Judge) or not isinstance(getattr(judge, "name", None), str):
         raise PsmlabError(
             f"{spec!r} is not a judge: it needs a string `name` and a method "
