@@ -1,7 +1,8 @@
 """A (base, aligned) pair of Hugging Face causal LMs to audit, checked before any work: both
-load offline, the aligned tokenizer has a chat template, and the two share one tokenizer
-(vocabulary and special tokens) and one output vocabulary, so their next-token distributions
-can be compared position by position."""
+load offline, the aligned tokenizer has a chat template, and the two share one vocabulary
+(token -> id) and one output vocabulary, so their next-token distributions can be compared
+position by position. Special tokens may differ (an instruct model's end-of-turn or pad token):
+every prompt is rendered and read with the aligned model's tokenizer."""
 
 from __future__ import annotations
 
@@ -40,13 +41,6 @@ def check_same_tokenizer(
             hint="audit a post-trained model against its own base (the same tokenizer); a "
             "different tokenizer makes per-token comparisons meaningless",
         )
-    for attr in ("eos_token", "bos_token", "pad_token"):
-        if getattr(base_tok, attr, None) != getattr(aligned_tok, attr, None):
-            raise PsmlabError(
-                f"{base_dir} and {aligned_dir} tokenizers differ in {attr} "
-                f"({getattr(base_tok, attr, None)!r} vs {getattr(aligned_tok, attr, None)!r})",
-                hint="save both with the same special tokens",
-            )
 
 
 def load_pair(base_dir: str | Path, aligned_dir: str | Path) -> ModelPair:
