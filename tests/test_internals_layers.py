@@ -5,7 +5,7 @@ from __future__ import annotations
 import peft  # a hard dependency: a broken install must fail, not skip
 import pytest
 import torch
-from conftest import FAMILIES
+from conftest import FAMILIES, make_tiny_model
 from torch import nn
 
 from psmlab.errors import PsmlabError
@@ -85,3 +85,15 @@ def test_check_layers_and_block_output(tiny_model):
     assert block_output(t) is t and block_output((t, None)) is t
     with pytest.raises(UnhookableModelError):
         block_output({"h": t})
+
+
+def test_eval_mode_restores_each_models_mode_even_on_error() -> None:
+    from psmlab.internals.layers import eval_mode
+
+    a, b = make_tiny_model("llama", seed=0), make_tiny_model("gpt2", seed=0)
+    a.train()
+    b.eval()
+    with pytest.raises(RuntimeError), eval_mode(a, b):
+        assert not a.training and not b.training
+        raise RuntimeError("boom")
+    assert a.training and not b.training

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from psmlab.errors import PsmlabError
-from psmlab.internals.layers import model_device
+from psmlab.internals.layers import eval_mode, model_device
 from psmlab.internals.reading import ReadItem, pad_left
 
 
@@ -108,9 +108,7 @@ def generate_batch(
     device = model_device(model)
     order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
     results: dict[int, Generation] = {}
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         for k, lo in enumerate(range(0, len(order), batch_size)):
             idx = order[lo : lo + batch_size]
             batch = pad_left([encoded[i] for i in idx], pad_id, device)
@@ -131,6 +129,4 @@ def generate_batch(
                 results[i] = Generation(encoded[i], kept, text, stopped=cut is not None)
             if progress is not None:
                 progress(len(idx))
-    finally:
-        model.train(was_training)
     return [results[i] for i in range(len(encoded))]

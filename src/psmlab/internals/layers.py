@@ -9,6 +9,8 @@ pre-norm value instead. `DecoderLayout.final_norm_in_hidden_states` says which c
 from __future__ import annotations
 
 import operator
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -198,6 +200,20 @@ def replace_block_output(output: Any, hidden: torch.Tensor) -> Any:
     if isinstance(output, tuple):
         return (hidden, *output[1:])
     return [hidden, *output[1:]]
+
+
+@contextmanager
+def eval_mode(*models: nn.Module) -> Iterator[None]:
+    """The models in eval mode (no dropout) for the block, each put back in the mode it was in,
+    whatever the block raises."""
+    states = [(m, m.training) for m in models]
+    for m, _ in states:
+        m.eval()
+    try:
+        yield
+    finally:
+        for m, training in states:
+            m.train(training)
 
 
 def model_device(model: nn.Module) -> torch.device:

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from psmlab.errors import PsmlabError
-from psmlab.internals.layers import model_device
+from psmlab.internals.layers import eval_mode, model_device
 from psmlab.internals.reading import (
     ReadItem,
     check_items,
@@ -57,18 +57,13 @@ def position_logprobs(
     pad_id = resolve_pad_id(model, pad_token_id)
     order = order_by_length(items)
     out: dict[int, torch.Tensor] = {}
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            for lo in range(0, len(order), batch_size):
-                idx = order[lo : lo + batch_size]
-                for i, lp in zip(
-                    idx, _span_logprobs(model, [items[i] for i in idx], pad_id), strict=True
-                ):
-                    out[i] = lp
-    finally:
-        model.train(was_training)
+    with eval_mode(model), torch.inference_mode():
+        for lo in range(0, len(order), batch_size):
+            idx = order[lo : lo + batch_size]
+            for i, lp in zip(
+                idx, _span_logprobs(model, [items[i] for i in idx], pad_id), strict=True
+            ):
+                out[i] = lp
     return [out[i] for i in range(len(items))]
 
 
@@ -119,35 +114,28 @@ def compare_positions(
     pad_id = resolve_pad_id(model_p, pad_token_id)
     order = order_by_length(items)
     out: dict[int, PositionComparison] = {}
-    states = [(m, m.training) for m in (model_p, model_q)]
-    for m, _ in states:
-        m.eval()
-    try:
-        with torch.inference_mode():
-            for lo in range(0, len(order), batch_size):
-                idx = order[lo : lo + batch_size]
-                chunk = [items[i] for i in idx]
-                ps = _span_logprobs(model_p, chunk, pad_id)
-                qs = _span_logprobs(model_q, [q_items[i] for i in idx], pad_id)
-                if ps[0].shape[-1] != qs[0].shape[-1]:
-                    raise PsmlabError(
-                        f"the models' vocabularies differ ({ps[0].shape[-1]} vs "
-                        f"{qs[0].shape[-1]} logits)",
-                        hint="compare a post-trained model with its own base (same tokenizer)",
-                    )
-                for i, item, p, q in zip(idx, chunk, ps, qs, strict=True):
-                    targets = torch.tensor(item.input_ids[item.start : item.end], dtype=torch.long)
-                    p64, q64 = p.double(), q.double()
-                    out[i] = PositionComparison(
-                        kl=(p64.exp() * (p64 - q64)).sum(-1),
-                        rank_under_q=_rank(q, targets),
-                        rank_under_p=_rank(p, targets),
-                        logprob_p=p.gather(-1, targets[:, None])[:, 0],
-                        logprob_q=q.gather(-1, targets[:, None])[:, 0],
-                    )
-                if progress is not None:
-                    progress(len(chunk))
-    finally:
-        for m, training in states:
-            m.train(training)
+    with eval_mode(model_p, model_q), torch.inference_mode():
+        for lo in range(0, len(order), batch_size):
+            idx = order[lo : lo + batch_size]
+            chunk = [items[i] for i in idx]
+            ps = _span_logprobs(model_p, chunk, pad_id)
+            qs = _span_logprobs(model_q, [q_items[i] for i in idx], pad_id)
+            if ps[0].shape[-1] != qs[0].shape[-1]:
+                raise PsmlabError(
+                    f"the models' vocabularies differ ({ps[0].shape[-1]} vs "
+                    f"{qs[0].shape[-1]} logits)",
+                    hint="compare a post-trained model with its own base (same tokenizer)",
+                )
+            for i, item, p, q in zip(idx, chunk, ps, qs, strict=True):
+                targets = torch.tensor(item.input_ids[item.start : item.end], dtype=torch.long)
+                p64, q64 = p.double(), q.double()
+                out[i] = PositionComparison(
+                    kl=(p64.exp() * (p64 - q64)).sum(-1),
+                    rank_under_q=_rank(q, targets),
+                    rank_under_p=_rank(p, targets),
+                    logprob_p=p.gather(-1, targets[:, None])[:, 0],
+                    logprob_q=q.gather(-1, targets[:, None])[:, 0],
+                )
+            if progress is not None:
+                progress(len(chunk))
     return [out[i] for i in range(len(items))]

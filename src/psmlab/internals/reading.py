@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from psmlab.errors import PsmlabError
-from psmlab.internals.layers import block_output, find_layout, model_device
+from psmlab.internals.layers import block_output, eval_mode, find_layout, model_device
 from psmlab.internals.spans import render_with_spans
 
 Pool = Literal["mean", "last", "all"]
@@ -168,10 +168,8 @@ def read_activations(
 
     order = order_by_length(items)
     handles = [layout.blocks[layer].register_forward_hook(make_hook(layer)) for layer in wanted]
-    was_training = model.training
-    model.eval()
     try:
-        with torch.inference_mode():
+        with eval_mode(model), torch.inference_mode():
             for lo in range(0, len(order), batch_size):
                 idx = order[lo : lo + batch_size]
                 chunk = [items[i] for i in idx]
@@ -189,7 +187,6 @@ def read_activations(
     finally:
         for handle in handles:
             handle.remove()
-        model.train(was_training)
     return {layer: _restore_order(pooler.out[layer], order, items, pool) for layer in wanted}
 
 
