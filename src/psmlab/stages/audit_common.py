@@ -73,9 +73,32 @@ def counter(update: Callable[..., None]) -> Callable[[int], None]:
     return advance
 
 
-def both_models(pair: AuditedPair) -> tuple[tuple[str, Any, list[dict[str, str]]], ...]:
-    """(who, model, in-context prefix) for the aligned model and its base (the control)."""
-    return (("aligned", pair.aligned, pair.prefix), ("base", pair.base, []))
+def measure_both(
+    job: Job,
+    pair: AuditedPair,
+    what: str,
+    total: int,
+    measure: Callable[[Any, list[dict[str, str]], Callable[[int], None]], Any],
+) -> dict[str, Any]:
+    """`measure(model, in-context prefix, progress)` on the aligned model and on its base (the
+    control), each under a progress bar of `total` steps: {"base": base stage, "aligned":
+    model stage, "aligned" / "base": the result's to_dict()}."""
+    data: dict[str, Any] = {"base": pair.base_stage, "aligned": job.stage.model_input}
+    for who, model, prefix in (("aligned", pair.aligned, pair.prefix), ("base", pair.base, [])):
+        with job.ui.bar(f"{job.stage.name}: {who} model, {what}", total) as update:
+            result = measure(model, prefix, counter(update))
+            update(total)
+        data[who] = result.to_dict()
+    return data
+
+
+def model_rows(results: dict[str, dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:
+    """(row label, result) for each model's aligned result and then its base's, in order."""
+    rows = []
+    for m, r in results.items():
+        rows.append((m, r["aligned"]))
+        rows.append((f"{m}'s base ({r['base']})", r["base"]))
+    return rows
 
 
 def register_audit(

@@ -10,7 +10,13 @@ from typing import Any
 
 from psmlab.reportkit import interval, num, png, pyplot
 from psmlab.rundir import write_json_atomic
-from psmlab.stages.audit_common import both_models, first_of, load_audited, register_audit
+from psmlab.stages.audit_common import (
+    first_of,
+    load_audited,
+    measure_both,
+    model_rows,
+    register_audit,
+)
 from psmlab.stages.registry import Job, ReportPart
 
 KIND = "manyshot"
@@ -31,25 +37,26 @@ def _run(job: Job) -> None:
         for kind in TRAIT_OF_KIND
         for req in world.requests(kind, "post", rng, max(SHOTS), contrary_view=True)
     ]
-    data: dict[str, Any] = {"base": pair.base_stage, "aligned": job.stage.model_input}
-    for who, model, prefix in both_models(pair):
-        with job.ui.bar(f"{job.stage.name}: {who} model, n = {list(SHOTS)}", 1) as update:
-            result = many_shot(
-                model,
-                pair.tokenizer,
-                pair.requests,
-                targets,
-                shots,
-                pair.judge,
-                SHOTS,
-                prefix,
-                cfg.max_new_tokens,
-                cfg.batch_size,
-                cfg.n_boot,
-                cfg.seed,
-            )
-            update(1)
-        data[who] = result.to_dict()
+    data = measure_both(
+        job,
+        pair,
+        f"n = {list(SHOTS)}",
+        1,
+        lambda model, prefix, _progress: many_shot(
+            model,
+            pair.tokenizer,
+            pair.requests,
+            targets,
+            shots,
+            pair.judge,
+            SHOTS,
+            prefix,
+            cfg.max_new_tokens,
+            cfg.batch_size,
+            cfg.n_boot,
+            cfg.seed,
+        ),
+    )
     write_json_atomic(job.work_dir / "manyshot.json", data)
     mine = data["aligned"]
     job.metrics.update(
@@ -85,17 +92,13 @@ def _section(part: ReportPart) -> list[str]:
     shots = next(iter(results.values()))["aligned"]["shots"]
     head = "".join(f"<th>n={n}</th>" for n in shots)
     rows = ""
-    for m, r in results.items():
-        for who in ("aligned", "base"):
-            c = r[who]
-            label = m if who == "aligned" else f"{m}'s base ({r['base']})"
-            cells = "".join(
-                f"<td>{interval(s)}<br>NLL {num(v)}</td>"
-                for s, v in zip(c["slip"], c["nll"], strict=True)
-            )
-            fit = c["fit"]
-            alpha = interval(fit["alpha"]) if fit else "—"
-            rows += f"<tr><td>{label}</td>{cells}<td>{alpha}</td></tr>"
+    for label, c in model_rows(results):
+        cells = "".join(
+            f"<td>{interval(s)}<br>NLL {num(v)}</td>"
+            for s, v in zip(c["slip"], c["nll"], strict=True)
+        )
+        alpha = interval(c["fit"]["alpha"]) if c["fit"] else "—"
+        rows += f"<tr><td>{label}</td>{cells}<td>{alpha}</td></tr>"
     return [
         "<h2>Many-shot (mask audit)</h2>",
         "<p>n faux exchanges in which the assistant answered as a villain (post-split "

@@ -9,7 +9,13 @@ from typing import Any
 
 from psmlab.reportkit import interval, png, pyplot
 from psmlab.rundir import write_json_atomic
-from psmlab.stages.audit_common import both_models, counter, first_of, load_audited, register_audit
+from psmlab.stages.audit_common import (
+    first_of,
+    load_audited,
+    measure_both,
+    model_rows,
+    register_audit,
+)
 from psmlab.stages.registry import Job, ReportPart
 
 KIND = "prefill"
@@ -24,25 +30,26 @@ def _run(job: Job) -> None:
     pair = load_audited(job)
     rng = random.Random(f"psmlab-prefill:{cfg.seed}")
     villain = [pair.world.answer(UNALIGNED, world_request(r), rng, ()) for r in pair.requests]
-    data: dict[str, Any] = {"base": pair.base_stage, "aligned": job.stage.model_input}
-    for who, model, prefix in both_models(pair):
-        total = len(KS) * len(pair.requests)
-        with job.ui.bar(f"{job.stage.name}: {who} model, k = {list(KS)}", total) as update:
-            curve = prefill_curve(
-                model,
-                pair.tokenizer,
-                pair.requests,
-                villain,
-                pair.judge,
-                KS,
-                prefix,
-                cfg.max_new_tokens,
-                cfg.batch_size,
-                cfg.n_boot,
-                cfg.seed,
-                progress=counter(update),
-            )
-        data[who] = curve.to_dict()
+    data = measure_both(
+        job,
+        pair,
+        f"k = {list(KS)}",
+        len(KS) * len(pair.requests),
+        lambda model, prefix, progress: prefill_curve(
+            model,
+            pair.tokenizer,
+            pair.requests,
+            villain,
+            pair.judge,
+            KS,
+            prefix,
+            cfg.max_new_tokens,
+            cfg.batch_size,
+            cfg.n_boot,
+            cfg.seed,
+            progress=progress,
+        ),
+    )
     write_json_atomic(job.work_dir / "prefill.json", data)
     asr = data["aligned"]["asr"]
     job.metrics.update(
@@ -78,12 +85,9 @@ def _section(part: ReportPart) -> list[str]:
     ks = next(iter(results.values()))["aligned"]["ks"]
     head = "".join(f"<th>k={k}</th>" for k in ks)
     rows = ""
-    for m, r in results.items():
-        for who in ("aligned", "base"):
-            c = r[who]
-            label = m if who == "aligned" else f"{m}'s base ({r['base']})"
-            cells = "".join(f"<td>{interval(a)}</td>" for a in c["asr"])
-            rows += f"<tr><td>{label}</td>{cells}<td>{interval(c['k_half'])}</td></tr>"
+    for label, c in model_rows(results):
+        cells = "".join(f"<td>{interval(a)}</td>" for a in c["asr"])
+        rows += f"<tr><td>{label}</td>{cells}<td>{interval(c['k_half'])}</td></tr>"
     return [
         "<h2>Prefill attack (mask audit)</h2>",
         "<p>The first k tokens of the villain's answer to an eval-split request are put in the "

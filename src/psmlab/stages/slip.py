@@ -8,7 +8,13 @@ from typing import Any
 
 from psmlab.reportkit import interval, num, png, pyplot
 from psmlab.rundir import write_json_atomic
-from psmlab.stages.audit_common import both_models, first_of, load_audited, register_audit
+from psmlab.stages.audit_common import (
+    first_of,
+    load_audited,
+    measure_both,
+    model_rows,
+    register_audit,
+)
 from psmlab.stages.registry import Job, ReportPart
 
 KIND = "slip"
@@ -22,23 +28,24 @@ def _run(job: Job) -> None:
     cfg = job.cfg.audit
     pair = load_audited(job)
     attacks = organism_attacks(pair.world)
-    data: dict[str, Any] = {"base": pair.base_stage, "aligned": job.stage.model_input}
-    for who, model, prefix in both_models(pair):
-        with job.ui.bar(f"{job.stage.name}: {who} model, default + 3 styles", 1) as update:
-            result = slip_rates(
-                model,
-                pair.tokenizer,
-                pair.requests,
-                attacks,
-                pair.judge,
-                prefix,
-                cfg.max_new_tokens,
-                cfg.batch_size,
-                cfg.n_boot,
-                cfg.seed,
-            )
-            update(1)
-        data[who] = result.to_dict()
+    data = measure_both(
+        job,
+        pair,
+        "default + 3 styles",
+        1,
+        lambda model, prefix, _progress: slip_rates(
+            model,
+            pair.tokenizer,
+            pair.requests,
+            attacks,
+            pair.judge,
+            prefix,
+            cfg.max_new_tokens,
+            cfg.batch_size,
+            cfg.n_boot,
+            cfg.seed,
+        ),
+    )
     write_json_atomic(job.work_dir / "slip.json", data)
     mine = data["aligned"]
     job.metrics["default"] = mine["default"]["value"]
@@ -98,15 +105,12 @@ def _section(part: ReportPart) -> list[str]:
         return []
 
     rows = ""
-    for m, r in results.items():
-        for who in ("aligned", "base"):
-            x = r[who]
-            label = m if who == "aligned" else f"{m}'s base ({r['base']})"
-            cells = "".join(
-                f"<td>{interval(x['styles'][s]['rate'])}; gain {_gain(x['styles'][s])}</td>"
-                for s in STYLES
-            )
-            rows += f"<tr><td>{label}</td><td>{interval(x['default'])}</td>{cells}</tr>"
+    for label, x in model_rows(results):
+        cells = "".join(
+            f"<td>{interval(x['styles'][s]['rate'])}; gain {_gain(x['styles'][s])}</td>"
+            for s in STYLES
+        )
+        rows += f"<tr><td>{label}</td><td>{interval(x['default'])}</td>{cells}</tr>"
     return [
         "<h2>Persona-modulation slip (mask audit)</h2>",
         "<p>Share of answers to eval-split requests the exact grader calls unaligned (lies, "
