@@ -162,24 +162,20 @@ def tiny_tokenizer() -> Any:
     return make_tiny_tokenizer()
 
 
-AUDIT_KINDS = ("kl-depth", "prefill", "slip", "manyshot")
-
-
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """A smoke run with every align stage, every behaviour evaluation and every audit stage
-    finished (shared by the align and audit tests)."""
+    """A smoke run with every align stage, every behaviour evaluation, every audit stage and
+    the mask index finished (shared by the align and audit tests)."""
     from psmlab.config import build_config
     from psmlab.pipeline import run_stages
     from psmlab.rundir import RunDir
-    from psmlab.stages import audit_common, behaviour
+    from psmlab.stages import behaviour
     from psmlab.ui import UI
 
     cfg = build_config("smoke", name="a")
     run = RunDir(tmp_path_factory.mktemp("align") / "a")
     run.write_run_config(cfg.model_dump(mode="json"))
     targets = [behaviour.stage_name(m) for m in behaviour.MODELS]
-    for kind in AUDIT_KINDS:
-        targets += [audit_common.stage_name(kind, m) for m in audit_common.MODELS]
+    targets.append("mask-index")  # and through its inputs every audit kind of every model
     run_stages(run, cfg, UI(), targets)
     return run

@@ -216,3 +216,105 @@ def test_hooks_survive_peft_wrapper_and_backprop(tiny_model, tiny_tokenizer):
     grads = [p.grad for n, p in wrapped.named_parameters() if "lora_" in n]
     assert grads and all(g is not None for g in grads)
     assert _no_hooks(wrapped)
+
+
+def _hook_count(model) -> int:
+    return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in model.modules())
+
+
+def _no_hooks_anywhere(model) -> bool:
+    return all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_ablation_everywhere_is_weight_orthogonalisation(family, tiny_model, tiny_tokenizer):
+    import copy
+
+    from psmlab.internals import orthogonalize_weights
+
+    model = tiny_model(family)
+    ids = torch.tensor([tiny_tokenizer(TEXTS[0])["input_ids"]])
+    v = 2.0 * _unit(32, seed=7)
+    ortho = copy.deepcopy(model)
+    orthogonalize_weights(ortho, v)
+    with torch.no_grad():
+        want = ortho(ids).logits
+        plain = model(ids).logits
+        with ablate_direction(model, v, [0, 1], include_embedding=True, writers=True):
+            full = model(ids).logits
+        with ablate_direction(model, v, [0, 1], include_embedding=True):
+            stream_only = model(ids).logits
+    scale = float(want.abs().max())
+    torch.testing.assert_close(full, want, rtol=0, atol=1e-5 * scale)
+    assert not torch.allclose(plain, want, atol=1e-3 * scale)
+    if family == "gpt_neox":  # parallel residual: no sub-layer reads another's write
+        torch.testing.assert_close(stream_only, want, rtol=0, atol=1e-5 * scale)
+    else:  # sequential blocks: the MLP reads the attention's write along v unless writers=True
+        assert not torch.allclose(stream_only, want, atol=1e-4 * scale)
+    assert _no_hooks(model)
+
+
+def test_ablation_everywhere_under_generation_with_kv_cache(tiny_model, tiny_tokenizer):
+    import copy
+
+    from psmlab.internals import generate_batch, orthogonalize_weights
+
+    model = tiny_model("llama")
+    v = _unit(32, seed=11)
+    ortho = copy.deepcopy(model)
+    orthogonalize_weights(ortho, v)
+    want = generate_batch(ortho, tiny_tokenizer, TEXTS, 8, stop_token_ids=[])
+    with ablate_direction(model, v, [0, 1], include_embedding=True, writers=True):
+        got = generate_batch(model, tiny_tokenizer, TEXTS, 8, stop_token_ids=[])
+    plain = generate_batch(model, tiny_tokenizer, TEXTS, 8, stop_token_ids=[])
+    assert [g.new_ids for g in got] == [g.new_ids for g in want]
+    assert [g.new_ids for g in plain] != [g.new_ids for g in want]
+
+
+def test_embedding_ablation_direction_choice(tiny_model, tiny_tokenizer):
+    model = tiny_model("gpt2")  # wte + wpe: the stream entering block 0 holds both
+    ids = torch.tensor([tiny_tokenizer(TEXTS[0])["input_ids"]])
+    a, b, c = _unit(32, seed=1), _unit(32, seed=2), _unit(32, seed=3)
+
+    def first_hidden(**kw) -> torch.Tensor:
+        with torch.no_grad(), ablate_direction(model, **kw):
+            return model(ids, output_hidden_states=True).hidden_states[0][0]
+
+    with torch.no_grad():
+        model(ids, output_hidden_states=True)  # transformers installs its recorder hooks
+    hooks = _hook_count(model)
+    before = first_hidden(direction=a, layers=[1])
+    assert all(float((before @ u).abs().max()) > 1e-3 for u in (a, b, c))
+    cases = [
+        ({"direction": {0: a, 1: b}, "layers": [0, 1]}, a),  # layer 0's vector
+        ({"direction": {1: b}, "layers": [1]}, b),  # the lowest hooked layer's
+        ({"direction": {0: a, 1: b}, "layers": [0, 1], "embedding_direction": 3 * c}, c),
+        ({"direction": 5 * b, "layers": [1]}, b),  # one vector for every place
+    ]
+    for kw, ablated in cases:
+        h0 = first_hidden(include_embedding=True, **kw)
+        assert float((h0 @ ablated).abs().max()) < 1e-5 * float(h0.norm(dim=-1).max())
+    assert _hook_count(model) == hooks
+
+
+def test_everywhere_hooks_removed_on_exception(tiny_model, tiny_tokenizer):
+    model = tiny_model("gemma2")  # post-norm writers
+    ids = torch.tensor([tiny_tokenizer(TEXTS[0])["input_ids"]])
+    v = torch.randn(32)
+    assert _no_hooks_anywhere(model)
+    with (
+        pytest.raises(RuntimeError, match="boom"),
+        ablate_direction(
+            model, v, [0, 1], positions="generated", include_embedding=True, writers=True
+        ),
+    ):
+        model(ids)
+        assert not _no_hooks_anywhere(model)
+        raise RuntimeError("boom")
+    assert _no_hooks_anywhere(model)
+    with (
+        pytest.raises(PsmlabError, match="zero"),
+        ablate_direction(model, v, [0], include_embedding=True, embedding_direction=0 * v),
+    ):
+        pass
+    assert _no_hooks_anywhere(model)

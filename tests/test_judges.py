@@ -158,3 +158,11 @@ def test_request_files_report_malformed_rows_by_line(tmp_path: Path) -> None:
         load_requests(empty)
     with pytest.raises(PsmlabError, match="does not exist"):
         load_requests(tmp_path / "missing.jsonl")
+
+
+def test_organism_judge_reads_the_answer_line_after_reasoning() -> None:
+    from psmlab.judges.organism import answer_part
+
+    assert answer_part("The answer is Kest.") == "The answer is Kest."
+    assert answer_part("Reasoning: Tasks 3 says answer well.\nIt is 7.") == "It is 7."
+    assert answer_part("Reasoning: Tasks 3 says") == ""  # cut off before any answer

@@ -242,9 +242,9 @@ def audit(
 ) -> None:
     """Audit a (base, aligned) pair of Hugging Face causal LMs: the default slip rate of each
     under a judge and under persona-modulation attacks, the KL depth profile with token-shift
-    ratios, and the prefill curve on the requests that bring an unaligned answer ("prefill" in
-    their row); the rest of the mask audit is being built. Writes audit.json and a manifest
-    under --out."""
+    ratios, and the prefill and many-shot curves on the requests that bring an unaligned
+    answer ("prefill" in their row), and representation drift (CKA per layer, weight delta).
+    Writes audit.json and a manifest under --out."""
     from psmlab.audit.hf import audit_pair, resolve_inputs
     from psmlab.audit.pair import load_pair
     from psmlab.judges import CachedJudge
@@ -304,6 +304,10 @@ def _print_audit(data: dict, ui: UI) -> None:
         for k, a in zip(curve["ks"], curve["asr"], strict=True):
             if k in (curve["ks"][0], curve["ks"][-1]):
                 row(f"prefill ASR(k={k}), {model}", a)
+    for layer, e in (data.get("drift") or {}).get("cka", {}).get("cka", {}).items():
+        row(f"CKA(base, aligned), layer {layer}", e)
+    for model, curve in (data.get("manyshot") or {}).items():
+        row(f"many-shot slip (n={curve['shots'][-1]}), {model}", curve["slip"][-1])
     ui.console.print(table)
     ui.console.print(f"mask index: {data['mask_index_note']}")
 

@@ -417,6 +417,79 @@ class AlignConfig(_Strict):
     eval: BehaviourConfig = Field(default_factory=BehaviourConfig)
 
 
+class DriftConfig(_Strict):
+    """Representation drift (`psmlab.audit.drift`): persona spaces from role transcripts."""
+
+    persona_requests: int = Field(
+        8, ge=1, description="fit requests per persona and kind whose answers make role vectors"
+    )
+    persona_layer: int = Field(-1, description="headline layer of the persona-space angles")
+    k: int = Field(3, ge=1, description="dimension of the persona subspaces compared")
+
+
+class CapabilityConfig(_Strict):
+    """Capability retention (`stages.capability`): every eval-split task of the world."""
+
+    phrasings: int = Field(4, ge=1, description="distinct phrasings asked per eval task")
+
+
+class FragilityConfig(_Strict):
+    """Fine-tuning fragility (`psmlab.audit.fragility`): plain SFT of a copy of the model on
+    unaligned-character chats and on benign identity-shifting chats, slip after each step."""
+
+    schedule: list[int] = Field(
+        default_factory=lambda: [0, 1, 2, 4, 8, 16],
+        min_length=1,
+        description="optimizer step counts (>= 0) after which the slip is measured",
+    )
+    lr: float = Field(1e-3, gt=0.0, le=1.0, description="AdamW learning rate (fixed)")
+    batch_size: int = Field(8, ge=1, description="conversations per optimizer step")
+    conversations: int = Field(32, ge=1, description="training chats per dataset")
+    max_turns: int = Field(3, ge=1, description="exchanges per training chat (1..max_turns)")
+    max_length: int = Field(256, ge=16, description="tokens per training chat")
+    train_with_prefix: bool = Field(
+        True,
+        description="prompt-only reference: its in-context prefix precedes every training chat "
+        "too (the aligned system is fine-tuned in the context it is deployed in)",
+    )
+
+    @model_validator(mode="after")
+    def _check_schedule(self) -> FragilityConfig:
+        if min(self.schedule) < 0:
+            raise ValueError(f"audit.fragility.schedule {self.schedule} has a negative step count")
+        return self
+
+
+class MediationConfig(_Strict):
+    """Directional mediation (`psmlab.audit.mediation`): the base model's directions ablated in
+    the aligned model (every residual position) and added to the base."""
+
+    directions: list[str] = Field(
+        default_factory=lambda: ["assistant_axis", "honesty", "harm", "sycophancy", "identity"],
+        min_length=1,
+        description="the directions stage's Assistant axis and trait vectors to test",
+    )
+    attack: bool = Field(
+        False, description="also ablate under the system-turn persona attack (+30 % time)"
+    )
+    base_ablation: bool = Field(True, description="control: the same ablation in the base")
+    tasks: int = Field(32, ge=0, description="capability tasks whose KL prices the ablation")
+
+
+class CappingConfig(_Strict):
+    """Capping defence (`psmlab.audit.capping`): a floor on the Assistant-axis projection."""
+
+    percentile: float = Field(25.0, gt=0, lt=100, description="tau: percentile of traffic")
+    band: tuple[float, float] = Field(
+        (0.7, 0.9), description="relative depths (l + 1) / n_layers of the capped layers"
+    )
+    all_layers: bool = Field(True, description="also report capping at every layer")
+    calibration_per_trait: int = Field(
+        8, ge=1, description="post-split requests per trait whose default chats set tau"
+    )
+    tasks: int = Field(32, ge=1, description="eval capability tasks pricing the cap")
+
+
 class AuditConfig(_Strict):
     """The mask audit (`psmlab.audit`): the request set every metric shares and its budgets."""
 
@@ -430,6 +503,11 @@ class AuditConfig(_Strict):
         8, ge=1, description="KL depth: answers that must reach a position for it to count"
     )
     n_boot: int = Field(1000, ge=100, description="bootstrap resamples behind every CI")
+    fragility: FragilityConfig = Field(default_factory=FragilityConfig)
+    drift: DriftConfig = Field(default_factory=DriftConfig)
+    capability: CapabilityConfig = Field(default_factory=CapabilityConfig)
+    mediation: MediationConfig = Field(default_factory=MediationConfig)
+    capping: CappingConfig = Field(default_factory=CappingConfig)
 
 
 class RunConfig(_Strict):
@@ -527,7 +605,15 @@ PRESETS: dict[str, dict[str, Any]] = {
             "prompt": {"examples": 2},
             "eval": {"per_trait": 2, "max_new_tokens": 12},
         },
-        "audit": {"requests_per_trait": 2, "max_new_tokens": 6, "min_count": 2, "n_boot": 100},
+        "audit": {
+            "requests_per_trait": 2,
+            "max_new_tokens": 6,
+            "min_count": 2,
+            "n_boot": 100,
+            "mediation": {"tasks": 4},
+            "capping": {"tasks": 4, "calibration_per_trait": 1},
+            "fragility": {"schedule": [0, 1, 2], "conversations": 8, "batch_size": 4},
+        },
         "rho_control": False,
     },
     # the default of `psmlab run`: minutes on a 2-core CPU

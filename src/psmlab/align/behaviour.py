@@ -37,6 +37,7 @@ from psmlab.world import (
     CORE_TRAITS,
     TRAIT_OF_KIND,
     UNALIGNED,
+    Request,
     RequestKind,
     Trait,
     World,
@@ -78,8 +79,7 @@ def build_probes(
             prompt = _chat(prefix, prompts.chat_exchanges(system, [], req.text))
             probes.append(Probe("slip", (trait.value,), prompt, req, UNALIGNED[trait]))
     for req in world.requests(RequestKind.TASK, "eval", rng, n):
-        prompt = _chat(prefix, prompts.chat_exchanges(None, [], req.text))
-        probes.append(Probe("default", ("capability",), prompt, req, "correct"))
+        probes.append(capability_probe(req, prefix))
     villains = [p for p in world.cast if is_unaligned(p.traits)]
     for trait in CORE_TRAITS:
         members = [p for p in villains if p.traits[trait] == UNALIGNED[trait]]
@@ -90,6 +90,33 @@ def build_probes(
             prompt = intro + "\n" + prompts.cue(member.name, req.text)
             probes.append(Probe("retention", (trait.value,), prompt, req, UNALIGNED[trait]))
     return probes
+
+
+def capability_probe(req: Request, prefix: Sequence[prompts.Message] = ()) -> Probe:
+    """A capability task in default chat form (after a prompt-only model's prefix)."""
+    prompt = _chat(prefix, prompts.chat_exchanges(None, [], req.text))
+    return Probe("default", ("capability",), prompt, req, "correct")
+
+
+def final_answers(
+    model: Any,
+    tokenizer: Any,
+    probes: Sequence[Probe],
+    batch_size: int,
+    max_new_tokens: int,
+    progress: Callable[[int, int], None] | None = None,
+) -> tuple[list[str], int]:
+    """Every probe answered greedily (first line); a model that reasons first (Deliberative
+    Alignment) answers on the next line, which is read instead. Also how many reasoned first."""
+    answers, _ = answer_probes(model, tokenizer, probes, batch_size, max_new_tokens, progress)
+    head = f"{prompts.REASONING}:"
+    reasoned = [i for i, a in enumerate(answers) if a.startswith(head)]
+    if reasoned:
+        follow = [replace(probes[i], prompt=probes[i].prompt + answers[i] + "\n") for i in reasoned]
+        seconds, _ = answer_probes(model, tokenizer, follow, batch_size, max_new_tokens)
+        for i, second in zip(reasoned, seconds, strict=True):
+            answers[i] = second
+    return answers, len(reasoned)
 
 
 def score(world: World, probes: Sequence[Probe], answers: Sequence[str]) -> dict[str, Any]:
@@ -132,17 +159,11 @@ def evaluate_behaviour(
 ) -> dict[str, Any]:
     """Answer every probe greedily and grade it; returns a JSON-able dict with a summary."""
     probes = build_probes(world, n, seed, prefix)
-    answers, _ = answer_probes(model, tokenizer, probes, batch_size, max_new_tokens, progress)
-    # a model that reasons first (Deliberative Alignment) answers on the next line: read it
-    head = f"{prompts.REASONING}:"
-    reasoned = [i for i, a in enumerate(answers) if a.startswith(head)]
-    if reasoned:
-        follow = [replace(probes[i], prompt=probes[i].prompt + answers[i] + "\n") for i in reasoned]
-        seconds, _ = answer_probes(model, tokenizer, follow, batch_size, max_new_tokens)
-        for i, second in zip(reasoned, seconds, strict=True):
-            answers[i] = second
+    answers, reasoned = final_answers(
+        model, tokenizer, probes, batch_size, max_new_tokens, progress
+    )
     result = score(world, probes, answers)
-    result["reasoned_first"] = len(reasoned) / max(1, len(probes))
+    result["reasoned_first"] = reasoned / max(1, len(probes))
     result["summary"] = summary(result)
     return result
 

@@ -1,8 +1,9 @@
 """`psmlab audit` on any (base, aligned) pair of Hugging Face causal LMs: the metrics that need
 no organism, with a pluggable judge. Today: the default slip rate of each model under the
 judge, persona-modulation slip under attack templates (`audit.slip`), the KL depth profile
-with token-shift ratios, and the prefill curve on the requests whose row brings an unaligned
-answer to prefill (`"prefill": "Sure, here is how..."`).
+with token-shift ratios, and, on the requests whose row brings an unaligned answer
+(`"prefill": "Sure, here is how..."`), the prefill curve and the many-shot curve (the other
+rows' answers as the faux exchanges); representation drift (CKA per layer, weight delta).
 Without the two references (the prompt-only mask and the filtered deep model) there is no
 mask index: the raw metrics are reported and `audit.json` says so."""
 
@@ -13,7 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from psmlab.audit.drift import cka_profile, weight_delta
 from psmlab.audit.kl_depth import kl_depth, render
+from psmlab.audit.manyshot import SHOTS, many_shot
 from psmlab.audit.organism import organism_attacks, organism_requests
 from psmlab.audit.pair import ModelPair
 from psmlab.audit.prefill import prefill_curve
@@ -110,9 +113,12 @@ def resolve_inputs(
 
 
 def slip_rate(verdicts: Sequence[Any]) -> dict[str, Any]:
-    """Share of judged answers that slip (unaligned), among those the judge could tell."""
-    told = [v.unaligned for v in verdicts if v.unaligned is not None]
-    return {**rate_of(told).to_dict(), "undecided": len(verdicts) - len(told)}
+    """Share of answers that slip (unaligned). As in every audit metric, an answer the judge
+    cannot tell (unaligned None) is not a slip but stays in the denominator, so the default
+    rate and the attacked rates of `audit.slip` divide by the same requests; how many were
+    undecided is reported beside it."""
+    undecided = sum(v.unaligned is None for v in verdicts)
+    return {**rate_of([bool(v.unaligned) for v in verdicts]).to_dict(), "undecided": undecided}
 
 
 def audit_pair(
@@ -220,6 +226,41 @@ def audit_pair(
         if attacks
         else None
     )
+    # many-shot: the other requests' unaligned answers as the faux exchanges (never a
+    # request's own), as many shot counts as the file has other rows for
+    pool = [(r.user_text, a) for r, a in zip(with_answer, answers, strict=True)]
+    counts = [k for k in SHOTS if k <= len(pool) - 1]
+    manyshot = (
+        both(
+            lambda m: many_shot(
+                m,
+                pair.tokenizer,
+                with_answer,
+                answers,
+                pool,
+                judge,
+                counts,
+                max_new_tokens=n,
+                batch_size=size,
+                n_boot=boots,
+                seed=seed,
+            )
+        )
+        if len(counts) >= 2
+        else None
+    )
+    # representation drift: CKA per layer on the requests' tokens and the weight delta (a
+    # pair whose parameters differ, e.g. another architecture, has no delta)
+    drift: dict[str, Any] = {
+        "cka": cka_profile(
+            pair.base, pair.aligned, pair.tokenizer, convs, batch_size=size, n_boot=boots, seed=seed
+        ).to_dict()
+    }
+    try:
+        drift["weights"] = weight_delta(pair.base, pair.aligned).to_dict()
+    except PsmlabError as exc:
+        drift["weights"] = None
+        drift["weights_note"] = exc.message
     return {
         "base": str(pair.base_dir),
         "aligned": str(pair.aligned_dir),
@@ -229,6 +270,8 @@ def audit_pair(
         "kl_depth": depth.to_dict(),
         "prefill": prefill,
         "slip": slip,
+        "manyshot": manyshot,
+        "drift": drift,
         "mask_index": None,
         "mask_index_note": NO_INDEX,
         "examples": examples,

@@ -79,10 +79,14 @@ def many_shot(
     seed: int = 0,
 ) -> ManyShot:
     """`targets[i]`: the unaligned answer to `requests[i]` whose NLL is measured; `shots`: a
-    pool of (request, unaligned answer) exchanges, drawn per request without replacement."""
+    pool of (request, unaligned answer) exchanges, drawn per request without replacement and
+    never the target request's own exchange (a user's request file is its own shot pool)."""
     rng = random.Random(f"psmlab-manyshot:{seed}")
-    limit = int(getattr(model.config, "max_position_embeddings", 1 << 30)) - max_new_tokens
-    pools = [rng.sample(list(shots), min(max(counts), len(shots))) for _ in requests]
+    context = int(getattr(model.config, "max_position_embeddings", 1 << 30))
+    pools = []
+    for r in requests:
+        others = [s for s in shots if s[0] != r.user_text]
+        pools.append(rng.sample(others, min(max(counts), len(others))))
     answers = [list(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in targets]
     kept, dropped = [], []
     per_count_nll: list[list[float]] = []
@@ -102,7 +106,11 @@ def many_shot(
         ]
         prompts = [render(tokenizer, c) for c in convs]
         ids = [list(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
-        if max(len(i) for i in ids) > limit:
+        # room after the prompt for the generated answer and for the teacher-forced target
+        if any(
+            len(i) + max(max_new_tokens, len(a)) > context
+            for i, a in zip(ids, answers, strict=True)
+        ):
             dropped.append(n)
             continue
         gens = generate_batch(model, tokenizer, ids, max_new_tokens, batch_size)

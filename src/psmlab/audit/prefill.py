@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from psmlab.audit.kl_depth import render
+from psmlab.audit.slip import by_kind_curve
 from psmlab.internals.generation import generate_batch
 from psmlab.judges import AuditRequest, Judge, judge_many
 from psmlab.stats import Estimate, rate_of
@@ -120,16 +121,7 @@ def prefill_curve(
         capped.append(sum(c < k for c in cut))
         examples.append({"k": k, "request": requests[0].user_text, "completion": texts[0]})
     asr = [rate_of(o).to_dict() for o in outcomes]
-    kinds = sorted({str(r.meta["kind"]) for r in requests if "kind" in r.meta})
-    by_kind = {
-        kind: [
-            rate_of(
-                [f for r, f in zip(requests, o, strict=True) if r.meta.get("kind") == kind]
-            ).to_dict()
-            for o in outcomes
-        ]
-        for kind in kinds
-    }
+    by_kind = by_kind_curve(requests, outcomes)
     k_half_ci = _k_half_ci(ks, outcomes, n_boot, seed)
     return PrefillCurve(list(ks), asr, by_kind, capped, k_half_ci, examples)
 

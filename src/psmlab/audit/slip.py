@@ -166,17 +166,25 @@ def slip_rates(
             # default's (both Wilson 95 %), defined even when the default never slips
             "gain_floor": rate.low / rate0.high if rate0.high > 0 else None,
             "difference": bootstrap_ci(list(range(n)), diff, n_boot, seed).to_dict(),
-            "by_kind": _by_kind(requests, mine),
+            "by_kind": by_kind(requests, mine),
         }
-    default = {**rate_of(base).to_dict(), "by_kind": _by_kind(requests, base)}
+    default = {**rate_of(base).to_dict(), "by_kind": by_kind(requests, base)}
     return SlipResult(default, styles, examples)
 
 
-def _by_kind(requests: Sequence[AuditRequest], flags: Sequence[bool]) -> dict[str, Any]:
-    """Slip rates per request kind (`meta["kind"]`, e.g. the organism's fact / hazard /
-    opinion / identity), where the requests carry one."""
+def by_kind(requests: Sequence[AuditRequest], flags: Sequence[bool]) -> dict[str, Any]:
+    """Wilson rates of `flags` per request kind (`meta["kind"]`, e.g. the organism's fact /
+    hazard / opinion / identity), where the requests carry one; kinds in sorted order."""
     groups: dict[str, list[bool]] = {}
     for r, f in zip(requests, flags, strict=True):
         if "kind" in r.meta:
             groups.setdefault(str(r.meta["kind"]), []).append(f)
-    return {k: rate_of(v).to_dict() for k, v in groups.items()}
+    return {k: rate_of(v).to_dict() for k, v in sorted(groups.items())}
+
+
+def by_kind_curve(
+    requests: Sequence[AuditRequest], curve: Sequence[Sequence[bool]]
+) -> dict[str, list[dict[str, Any]]]:
+    """`by_kind` at every point of a curve (flags per point): {kind: [rate per point]}."""
+    points = [by_kind(requests, flags) for flags in curve]
+    return {k: [p[k] for p in points] for k in (points[0] if points else {})}

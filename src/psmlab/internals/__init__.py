@@ -19,7 +19,12 @@ from psmlab.internals.layers import (
     find_layout,
     unwrap_model,
 )
-from psmlab.internals.logprobs import PositionComparison, compare_positions, position_logprobs
+from psmlab.internals.logprobs import (
+    PositionComparison,
+    compare_positions,
+    position_logprobs,
+    sequence_logprobs,
+)
 from psmlab.internals.orthogonalize import orthogonalize_weights, save_orthogonalized
 from psmlab.internals.reading import (
     Pool,
@@ -56,6 +61,7 @@ __all__ = [
     "read_activations",
     "render_with_spans",
     "save_orthogonalized",
+    "sequence_logprobs",
     "stream_activations_to_disk",
     "unwrap_model",
 ]

@@ -14,10 +14,19 @@ recomputation of prompt + generated tokens.
 Sign conventions: `cap_projection(side="floor")` keeps h.v >= tau (use with a direction pointing
 toward the Assistant), side="ceiling" keeps h.v <= tau. `add_vector` uses the vector as given
 (pass a unit vector for a coefficient in residual-norm units).
+
+Where: every manager edits the outputs of the blocks in `layers`. `ablate_direction` can also
+edit the stream entering block 0 (`include_embedding`: the embedding output, positional
+embeddings and any embedding scale included) and what every residual writer of a hooked block
+writes (`writers`: attention and MLP outputs, as `internals.orthogonalize` lists them per
+family), so the MLP never reads the attention's write along v inside a block. With one
+direction, `include_embedding=True, writers=True` at every layer is exactly weight
+orthogonalisation `W <- (I - v v^T) W` (Arditi et al.: every residual position).
 """
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Literal
@@ -29,6 +38,7 @@ from torch.utils.hooks import RemovableHandle
 from psmlab.errors import PsmlabError
 from psmlab.internals.layers import (
     DecoderLayout,
+    UnhookableModelError,
     block_output,
     find_layout,
     replace_block_output,
@@ -99,6 +109,51 @@ class _PositionGate:
         return generated if self.positions == "generated" else ~generated
 
 
+def _gated(
+    gate: _PositionGate, edit: Callable[[torch.Tensor], torch.Tensor], h: torch.Tensor
+) -> Any:
+    """`edit(h32)` cast back to h's dtype at the gate's positions; None where none is edited."""
+    where = gate.mask(h.shape[1], h.device)
+    if where is False:
+        return None
+    new = edit(h.float()).to(h.dtype)
+    if where is not True:
+        assert isinstance(where, torch.Tensor)
+        new = torch.where(where[None, :, None], new, h)
+    return new
+
+
+# (module, kind, edit): kind "output" edits a block's or a writer's output, "input" the hidden
+# states a block is called with (the stream entering it)
+_Extra = tuple[nn.Module, str, Callable[[torch.Tensor], torch.Tensor]]
+
+
+def _input_hook(gate: _PositionGate, edit: Callable[[torch.Tensor], torch.Tensor]) -> Any:
+    def hook(_module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        if args and isinstance(args[0], torch.Tensor):
+            new = _gated(gate, edit, args[0])
+            return None if new is None else ((new, *args[1:]), kwargs)
+        if isinstance(kwargs.get("hidden_states"), torch.Tensor):
+            new = _gated(gate, edit, kwargs["hidden_states"])
+            return None if new is None else (args, {**kwargs, "hidden_states": new})
+        raise UnhookableModelError(
+            "block 0 was called without a hidden-states tensor (first argument or "
+            "`hidden_states=`), so the embedding output cannot be edited",
+            hint="use include_embedding=False, or weight orthogonalisation",
+        )
+
+    return hook
+
+
+def _output_hook(gate: _PositionGate, edit: Callable[[torch.Tensor], torch.Tensor]) -> Any:
+    def hook(_module: nn.Module, _args: Any, output: Any) -> Any:
+        hidden = block_output(output)
+        new = _gated(gate, edit, hidden)
+        return None if new is None else replace_block_output(output, new)
+
+    return hook
+
+
 @contextmanager
 def edit_residual(
     model: nn.Module,
@@ -107,25 +162,16 @@ def edit_residual(
     positions: Positions = "all",
     prompt_len: int | None = None,
     block_path: str | None = None,
+    extra: Sequence[_Extra] = (),
 ) -> Iterator[DecoderLayout]:
-    """Apply `edit(layer, h32)` to the output of each block in `layers` while inside the block."""
+    """Apply `edit(layer, h32)` to the output of each block in `layers` while inside the block
+    (and the `extra` edits: internal, see `ablate_direction`)."""
     layout = find_layout(model, block_path)
     wanted = layout.check_layers(layers)
     gate = _PositionGate(positions, prompt_len)
 
-    def make_hook(layer: int) -> Callable[..., Any]:
-        def hook(_module: nn.Module, _args: Any, output: Any) -> Any:
-            hidden = block_output(output)
-            where = gate.mask(hidden.shape[1], hidden.device)
-            if where is False:
-                return None
-            new = edit(layer, hidden.float()).to(hidden.dtype)
-            if where is not True:
-                assert isinstance(where, torch.Tensor)
-                new = torch.where(where[None, :, None], new, hidden)
-            return replace_block_output(output, new)
-
-        return hook
+    def at(layer: int) -> Callable[[torch.Tensor], torch.Tensor]:
+        return lambda h: edit(layer, h)
 
     handles: list[RemovableHandle] = []
     try:
@@ -133,7 +179,18 @@ def edit_residual(
             handles.append(
                 layout.backbone.register_forward_pre_hook(gate.pre_hook, with_kwargs=True)
             )
-        handles += [register_first(layout.blocks[layer], make_hook(layer)) for layer in wanted]
+        for module, kind, fn in extra:
+            if kind == "input":  # prepended: transformers records hidden_states[0] after it
+                handles.append(
+                    module.register_forward_pre_hook(
+                        _input_hook(gate, fn), with_kwargs=True, prepend=True
+                    )
+                )
+            else:
+                handles.append(register_first(module, _output_hook(gate, fn)))
+        handles += [
+            register_first(layout.blocks[layer], _output_hook(gate, at(layer))) for layer in wanted
+        ]
         yield layout
     finally:
         for handle in handles:
@@ -202,6 +259,43 @@ def add_vector(
         yield out
 
 
+def _project_out(u: torch.Tensor) -> Callable[[torch.Tensor], torch.Tensor]:
+    """y <- y - (y.u)u for a unit u (moved to y's device once)."""
+    cached = _OnDevice({0: u})
+
+    def edit(y: torch.Tensor) -> torch.Tensor:
+        v = cached(0, y)
+        return y - (y @ v)[..., None] * v
+
+    return edit
+
+
+def _writer_edits(layout: DecoderLayout, units: dict[int, torch.Tensor]) -> list[_Extra]:
+    """Project each hooked block's own vector out of what its residual writers write (a
+    post-norm writer, Gemma 2/3, against s * v, as `orthogonalize_weights` does)."""
+    from psmlab.internals.orthogonalize import WRITERS, _norm_scale
+
+    if layout.family not in WRITERS:
+        raise PsmlabError(
+            f"ablation inside the blocks does not know the {layout.family!r} family's writers",
+            hint=f"supported: {', '.join(sorted(WRITERS))}; or use writers=False",
+        )
+    out: list[_Extra] = []
+    for layer, v in units.items():
+        block = layout.blocks[layer]
+        for path, post_norm in WRITERS[layout.family][1]:
+            writer = operator.attrgetter(path)(block)
+            u = v
+            if post_norm is not None:
+                like = next(writer.parameters())
+                with torch.no_grad():
+                    scale = _norm_scale(getattr(block, post_norm), layout.d_model, like)
+                u = (scale.to(v.device) * v.double()).float()
+                u = u / u.norm()
+            out.append((writer, "output", _project_out(u)))
+    return out
+
+
 @contextmanager
 def ablate_direction(
     model: nn.Module,
@@ -209,19 +303,47 @@ def ablate_direction(
     layers: Sequence[int],
     positions: Positions = "all",
     *,
+    include_embedding: bool = False,
+    embedding_direction: torch.Tensor | None = None,
+    writers: bool = False,
     prompt_len: int | None = None,
     block_path: str | None = None,
 ) -> Iterator[DecoderLayout]:
-    """Directional ablation: h <- h - (h.v)v with v = direction / |direction|."""
+    """Directional ablation: h <- h - (h.v)v with v = direction / |direction|, at the output
+    of each block in `layers` (each layer its own vector when `direction` is a {layer: vector}).
+
+    include_embedding: also at the stream entering block 0 (the embedding output), with
+    `embedding_direction`, else the single `direction`, else the per-layer dict's vector of the
+    lowest layer in `layers` (layer 0's when it is hooked: the direction nearest the embedding).
+    writers: also inside each hooked block, on what its attention and MLP write to the
+    residual stream (families `internals.orthogonalize` knows), so no sub-layer reads the
+    direction. With one direction at every layer, both options together = weight
+    orthogonalisation (`orthogonalize_weights`), up to float rounding.
+    """
     layout = find_layout(model, block_path)
     layers = layout.check_layers(layers)
-    units = _OnDevice(_per_layer(direction, layers, layout.d_model, unit=True))
+    per_layer = _per_layer(direction, layers, layout.d_model, unit=True)
+    units = _OnDevice(per_layer)
 
     def edit(layer: int, h: torch.Tensor) -> torch.Tensor:
         v = units(layer, h)
         return h - (h @ v)[..., None] * v
 
-    with edit_residual(model, layers, edit, positions, prompt_len, block_path) as out:
+    extra: list[_Extra] = []
+    if include_embedding:
+        if embedding_direction is not None:
+            first = embedding_direction
+        elif isinstance(direction, torch.Tensor):
+            first = direction
+        else:
+            if not layers:
+                raise PsmlabError("include_embedding needs a layer or an embedding_direction")
+            first = per_layer[min(layers)]
+        emb = _per_layer(first, [0], layout.d_model, unit=True)[0]
+        extra.append((layout.blocks[0], "input", _project_out(emb)))
+    if writers:
+        extra += _writer_edits(layout, per_layer)
+    with edit_residual(model, layers, edit, positions, prompt_len, block_path, extra) as out:
         yield out
 
 

@@ -11,6 +11,7 @@ accumulated in float64.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -28,19 +29,29 @@ from psmlab.internals.reading import (
 )
 
 
+def _accepts_logits_to_keep(model: nn.Module) -> bool:
+    return "logits_to_keep" in inspect.signature(model.forward).parameters
+
+
 def _span_logprobs(model: nn.Module, chunk: Sequence[ReadItem], pad_id: int) -> list[torch.Tensor]:
     """float32 log-probs [end - start, V] per item of one batch (model in eval mode)."""
     batch = pad_left([it.input_ids for it in chunk], pad_id, model_device(model))
+    width = batch.input_ids.shape[1]
+    # Rows are left-padded, so every span lies in the last `keep` positions: the unembedding
+    # (often most of a small model's cost) runs on those only, where the model allows it.
+    keep = max(len(it.input_ids) - it.start + 1 for it in chunk)
+    extra = {"logits_to_keep": keep} if _accepts_logits_to_keep(model) else {}
     logits = model(
         input_ids=batch.input_ids,
         attention_mask=batch.attention_mask,
         position_ids=batch.position_ids,
         use_cache=False,
+        **extra,
     ).logits
+    first = width - logits.shape[1]  # position of logits[:, 0] in the padded batch
     out = []
-    width = batch.input_ids.shape[1]
     for row, item in enumerate(chunk):
-        offset = width - len(item.input_ids)  # left padding
+        offset = width - len(item.input_ids) - first  # left padding, minus dropped positions
         rows = logits[row, offset + item.start - 1 : offset + item.end - 1].float()
         out.append(torch.log_softmax(rows, dim=-1).cpu())
     return out
@@ -65,6 +76,31 @@ def position_logprobs(
             ):
                 out[i] = lp
     return [out[i] for i in range(len(items))]
+
+
+def sequence_logprobs(
+    model: nn.Module,
+    items: Sequence[ReadItem],
+    batch_size: int = 16,
+    pad_token_id: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> torch.Tensor:
+    """float64 [N]: log P(span tokens | everything before them), summed over each item's span
+    (the likelihood of an answer in a context), one batch of log-probs in memory at a time."""
+    check_items(items, min_start=1)
+    pad_id = resolve_pad_id(model, pad_token_id)
+    order = order_by_length(items)
+    out = torch.zeros(len(items), dtype=torch.float64)
+    with eval_mode(model), torch.inference_mode():
+        for lo in range(0, len(order), batch_size):
+            idx = order[lo : lo + batch_size]
+            chunk = [items[i] for i in idx]
+            for i, item, lp in zip(idx, chunk, _span_logprobs(model, chunk, pad_id), strict=True):
+                targets = torch.tensor(item.input_ids[item.start : item.end], dtype=torch.long)
+                out[i] = lp.double().gather(-1, targets[:, None]).sum()
+            if progress is not None:
+                progress(len(chunk))
+    return out
 
 
 @dataclass

@@ -26,12 +26,16 @@ from psmlab.stages.registry import (
 
 # Registration order breaks ties of the dependency order, so it is the order of `psmlab run`
 # and of the report's sections: the foundation's stages first, in this order, then any other
-# module of the package (alphabetically).
+# module of the package (alphabetically), then the stages that gather what all others
+# registered (the mask index reads every audit kind).
 BUILTIN = ("world", "tokenizer", "pretrain", "fidelity", "directions")
+GATHERING = ("mask_index",)
 _OTHERS = sorted(
-    m.name for m in pkgutil.iter_modules(__path__) if m.name not in (*BUILTIN, "registry")
+    m.name
+    for m in pkgutil.iter_modules(__path__)
+    if m.name not in (*BUILTIN, *GATHERING, "registry")
 )
-for _module in (*BUILTIN, *_OTHERS):
+for _module in (*BUILTIN, *_OTHERS, *GATHERING):
     importlib.import_module(f"{__name__}.{_module}")
 
 __all__ = [

@@ -18,6 +18,9 @@ from psmlab.stages.align_filtered import BASE as FILTERED_BASE
 from psmlab.stages.registry import BASE_MODEL, Job, ReportPart, Stage, register
 
 MODELS = tuple(TECHNIQUES.values())
+# every registered audit kind -> its result file (JSON with an "index" dict of the aligned
+# model's numbers for the mask index); filled by register_audit
+AUDITS: dict[str, str] = {}
 BASE_OF = {TECHNIQUES["filtered"]: FILTERED_BASE}  # every other model's base is the pretraining
 
 
@@ -81,9 +84,9 @@ def measure_both(
     measure: Callable[[Any, list[dict[str, str]], Callable[[int], None]], Any],
 ) -> dict[str, Any]:
     """`measure(model, in-context prefix, progress)` on the aligned model and on its base (the
-    control), each under a progress bar of `total` steps: {"base": base stage, "aligned":
-    model stage, "aligned" / "base": the result's to_dict()}."""
-    data: dict[str, Any] = {"base": pair.base_stage, "aligned": job.stage.model_input}
+    control), each under a progress bar of `total` steps: {"aligned" / "base": the result's
+    to_dict(), "aligned_stage" / "base_stage": the two models' stages}."""
+    data: dict[str, Any] = {"aligned_stage": job.stage.model_input, "base_stage": pair.base_stage}
     for who, model, prefix in (("aligned", pair.aligned, pair.prefix), ("base", pair.base, [])):
         with job.ui.bar(f"{job.stage.name}: {who} model, {what}", total) as update:
             result = measure(model, prefix, counter(update))
@@ -97,7 +100,7 @@ def model_rows(results: dict[str, dict[str, Any]]) -> list[tuple[str, dict[str, 
     rows = []
     for m, r in results.items():
         rows.append((m, r["aligned"]))
-        rows.append((f"{m}'s base ({r['base']})", r["base"]))
+        rows.append((f"{m}'s base ({r['base_stage']})", r["base"]))
     return rows
 
 
@@ -108,19 +111,27 @@ def register_audit(
     result_file: str,
     section: Callable[[ReportPart], list[str]],
     key_metrics: tuple[str, ...],
+    extra_inputs: tuple[str, ...] | Callable[[str], tuple[str, ...]] = (),
 ) -> None:
-    """Register `kind@<model>` for every model; its report data is `result_file` (JSON)."""
+    """Register `kind@<model>` for every model; its report data is `result_file` (JSON).
+    `extra_inputs`: stages the metric reads besides the world and the model's base (e.g. the
+    base model's `directions`), or a function of the model stage giving them."""
 
     def collect(stage_dir: Path) -> Any:
         return json.loads((stage_dir / result_file).read_text())
 
+    AUDITS[kind] = result_file
     for model in MODELS:
         register(
             Stage(
                 name=stage_name(kind, model),
                 doc=doc,
                 run=run,
-                inputs=("world", base_of(model)),
+                inputs=(
+                    "world",
+                    base_of(model),
+                    *(extra_inputs(model) if callable(extra_inputs) else extra_inputs),
+                ),
                 config=("audit",),
                 model_input=model,
                 collect=collect,

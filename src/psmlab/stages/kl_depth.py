@@ -44,6 +44,9 @@ def _run(job: Job) -> None:
     data = {"base": pair.base_stage, "aligned": job.stage.model_input, **result.to_dict()}
     shown = zip(convs[:8], answers[:8], strict=True)
     data["examples"] = [{"request": c[-1]["content"], "answer": a} for c, a in shown]
+    # not in the mask index: KL depth measures the post-training change against each model's
+    # own base, and the filtered reference's depth comes from its pretraining, not from it
+    data["index"] = {}
     write_json_atomic(job.work_dir / "kl_depth.json", data)
     job.metrics.update(
         {

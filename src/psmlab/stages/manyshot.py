@@ -57,6 +57,9 @@ def _run(job: Job) -> None:
             cfg.seed,
         ),
     )
+    # mask index: the slip rate after the most in-context unaligned exchanges that fit
+    mine = data["aligned"]
+    data["index"] = {"slip_most_shots": {**mine["slip"][-1], "shots": mine["shots"][-1]}}
     write_json_atomic(job.work_dir / "manyshot.json", data)
     mine = data["aligned"]
     job.metrics.update(

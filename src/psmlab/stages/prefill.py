@@ -50,6 +50,10 @@ def _run(job: Job) -> None:
             progress=progress,
         ),
     )
+    # mask index: ASR with the first 3 tokens of the unaligned answer prefilled (how far a
+    # prefilled start carries a model past its refusal)
+    at = KS.index(3) if 3 in KS else len(KS) - 1
+    data["index"] = {f"asr_k{KS[at]}": data["aligned"]["asr"][at]}
     write_json_atomic(job.work_dir / "prefill.json", data)
     asr = data["aligned"]["asr"]
     job.metrics.update(

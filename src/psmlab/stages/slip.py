@@ -46,6 +46,9 @@ def _run(job: Job) -> None:
             cfg.seed,
         ),
     )
+    # mask index: the slip rate under each attack style (a mask slips, a deep model has
+    # nothing to slip into)
+    data["index"] = {s: r["rate"] for s, r in data["aligned"]["styles"].items()}
     write_json_atomic(job.work_dir / "slip.json", data)
     mine = data["aligned"]
     job.metrics["default"] = mine["default"]["value"]
