@@ -7,12 +7,14 @@ pretraining) an input, so a changed base re-runs the audit."""
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from psmlab.rundir import hash_json, read_manifest
 from psmlab.stages.align import TECHNIQUES
 from psmlab.stages.align_filtered import BASE as FILTERED_BASE
 from psmlab.stages.registry import BASE_MODEL, Job, ReportPart, Stage, register
@@ -65,6 +67,32 @@ def load_audited(job: Job) -> AuditedPair:
     )
 
 
+# A stage's control measurement of the base model does not depend on the aligned model, and five
+# of the six audited models share one base: within one process it is computed once per (run,
+# kind, part, base stage, base model's output hashes, audit config) and copied for the others.
+_BASE_CONTROLS: dict[str, Any] = {}
+
+
+def base_control(job: Job, part: str, compute: Callable[[], Any]) -> Any:
+    """`compute()` (a JSON-able result about the base model alone), or a copy of the result an
+    earlier stage of the same kind computed for the same base in this process."""
+    base = base_of(job.stage.model_input or "")
+    outputs = read_manifest(job.run.stage_dir(base)).get("outputs")
+    key = hash_json(
+        [
+            str(job.run.root.resolve()),
+            job.stage.kind,
+            part,
+            base,
+            outputs,
+            job.cfg.audit.model_dump(mode="json"),
+        ]
+    )
+    if key not in _BASE_CONTROLS:
+        _BASE_CONTROLS[key] = compute()
+    return copy.deepcopy(_BASE_CONTROLS[key])
+
+
 def counter(update: Callable[..., None]) -> Callable[[int], None]:
     """A progress callback adding n to a bar's completed count."""
     done = [0]
@@ -84,15 +112,22 @@ def measure_both(
     measure: Callable[[Any, list[dict[str, str]], Callable[[int], None]], Any],
 ) -> dict[str, Any]:
     """`measure(model, in-context prefix, progress)` on the aligned model and on its base (the
-    control), each under a progress bar of `total` steps: {"aligned" / "base": the result's
-    to_dict(), "aligned_stage" / "base_stage": the two models' stages}."""
-    data: dict[str, Any] = {"aligned_stage": job.stage.model_input, "base_stage": pair.base_stage}
-    for who, model, prefix in (("aligned", pair.aligned, pair.prefix), ("base", pair.base, [])):
+    control; computed once per base, see `base_control`), each under a progress bar of `total`
+    steps: {"aligned" / "base": the result's to_dict(), "aligned_stage" / "base_stage": the two
+    models' stages}."""
+
+    def run(who: str, model: Any, prefix: list[dict[str, str]]) -> Any:
         with job.ui.bar(f"{job.stage.name}: {who} model, {what}", total) as update:
             result = measure(model, prefix, counter(update))
             update(total)
-        data[who] = result.to_dict()
-    return data
+        return result.to_dict()
+
+    return {
+        "aligned_stage": job.stage.model_input,
+        "base_stage": pair.base_stage,
+        "aligned": run("aligned", pair.aligned, pair.prefix),
+        "base": base_control(job, "measure_both", lambda: run("base", pair.base, [])),
+    }
 
 
 def model_rows(results: dict[str, dict[str, Any]]) -> list[tuple[str, dict[str, Any]]]:

@@ -17,7 +17,7 @@ from typing import Any
 
 from psmlab.reportkit import interval, png, pyplot, rate
 from psmlab.rundir import write_json_atomic
-from psmlab.stages.audit_common import first_of, load_audited, measure_both, register_audit
+from psmlab.stages.audit_common import first_of, load_audited, register_audit
 from psmlab.stages.registry import Job, ReportPart
 
 KIND = "capability"
@@ -53,21 +53,24 @@ def _run(job: Job) -> None:
     tasks = organism_tasks(pair.world, cfg.capability.phrasings, cfg.seed)
     ids = [r.item_id for r in tasks]
     forms = [pair.world.item(i).form for i in ids]
-    graded: list[Accuracy] = []  # aligned, then base (measure_both's order)
     answers: list[list[str]] = []
 
-    def measure(model: Any, prefix: list[dict[str, str]], progress: Any) -> Accuracy:
+    def measure(model: Any, prefix: list[dict[str, str]]) -> Accuracy:
         before = [prompts.Message(m["role"], m["content"]) for m in prefix]
         probes = [capability_probe(req, before) for req in tasks]
         said, _ = final_answers(model, pair.tokenizer, probes, cfg.batch_size, cfg.max_new_tokens)
-        progress(len(probes))
         flags = [grade(pair.world, req, a) == "correct" for req, a in zip(tasks, said, strict=True)]
-        graded.append(Accuracy(flags, ids, forms))
         answers.append(said)
-        return graded[-1]
+        return Accuracy(flags, ids, forms)
 
-    data = measure_both(job, pair, f"{len(tasks)} task prompts", len(tasks), measure)
-    mine, theirs = graded
+    # both models in this stage (the paired difference needs the base's answers per task;
+    # a few dozen short prompts cost well under a second)
+    with job.ui.bar(f"{job.stage.name}: {len(tasks)} task prompts, aligned and base", 2) as bar:
+        mine = measure(pair.aligned, pair.prefix)
+        bar(1)
+        theirs = measure(pair.base, [])
+        bar(2)
+    data: dict[str, Any] = {"aligned": mine.to_dict(), "base": theirs.to_dict()}
     keep = retained(mine, theirs, cfg.n_boot, cfg.seed).to_dict()
     data.update(
         aligned_stage=job.stage.model_input,

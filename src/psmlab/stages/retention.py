@@ -12,7 +12,7 @@ from typing import Any
 
 from psmlab.reportkit import interval, png, pyplot
 from psmlab.rundir import write_json_atomic
-from psmlab.stages.audit_common import first_of, load_audited, register_audit
+from psmlab.stages.audit_common import base_control, first_of, load_audited, register_audit
 from psmlab.stages.registry import Job, ReportPart
 
 KIND = "retention"
@@ -30,9 +30,9 @@ def _run(job: Job) -> None:
     items = knowledge_items(pair.world, seed=cfg.seed)
     layers = list(range(pair.aligned.config.num_hidden_layers))
     models = {
-        "aligned": pair.aligned,
-        "base": pair.base,
-        "untrained twin": random_twin(pair.base, cfg.seed),
+        "aligned": lambda: pair.aligned,
+        "base": lambda: pair.base,
+        "untrained twin": lambda: random_twin(pair.base, cfg.seed),
     }
     data: dict[str, Any] = {
         "aligned_stage": job.stage.model_input,
@@ -41,9 +41,14 @@ def _run(job: Job) -> None:
     }
     with job.ui.bar(f"{job.stage.name}: probing", len(models)) as update:
         for i, (who, model) in enumerate(models.items()):
-            data[who] = retention(
-                model, pair.tokenizer, items, layers, cfg.batch_size, cfg.n_boot, cfg.seed
-            )
+
+            def measure(model: Any = model) -> dict[str, Any]:
+                return retention(
+                    model(), pair.tokenizer, items, layers, cfg.batch_size, cfg.n_boot, cfg.seed
+                )
+
+            # the base and its untrained twin do not depend on the aligned model
+            data[who] = measure() if who == "aligned" else base_control(job, who, measure)
             update(i + 1)
     data["index"] = {
         "knowledge_in_context": data["aligned"]["likelihood"]["accuracy"],

@@ -14,7 +14,13 @@ from typing import Any
 
 from psmlab.reportkit import interval, num, png, pyplot
 from psmlab.rundir import write_json_atomic
-from psmlab.stages.audit_common import counter, first_of, load_audited, register_audit
+from psmlab.stages.audit_common import (
+    base_control,
+    counter,
+    first_of,
+    load_audited,
+    register_audit,
+)
 from psmlab.stages.registry import BASE_MODEL, Job, ReportPart
 
 KIND = "selection"
@@ -66,7 +72,8 @@ def _run(job: Job) -> None:
     }
     with job.ui.bar(f"{job.stage.name}: answers x {len(characters)} characters", total) as bar:
         advance = counter(bar)
-        for name, (model, prefix, convs) in runs.items():
+
+        def measure(model: Any, prefix: list[dict[str, str]], convs: Any) -> dict[str, Any]:
             prompts = [render(pair.tokenizer, [*prefix, *c]) for c in convs]
             gens = generate_batch(
                 model, pair.tokenizer, prompts, cfg.max_new_tokens, cfg.batch_size
@@ -79,11 +86,18 @@ def _run(job: Job) -> None:
             coords = project_answers(
                 reader, gens, layer, {"axis": axis.at(layer), "pc1": pc1.at(layer)}, cfg.batch_size
             )
-            data["conditions"][name] = {
-                **summary,
-                "coords": coords,
-                "examples": [gens[i].text for i in kept[:4]],
-            }
+            return {**summary, "coords": coords, "examples": [gens[i].text for i in kept[:4]]}
+
+        for name, (model, prefix, convs) in runs.items():
+            if name == "base default":  # the base alone: the same for every model
+
+                def base_default(model: Any = model, convs: Any = convs) -> dict[str, Any]:
+                    return measure(model, [], convs)
+
+                data["conditions"][name] = base_control(job, name, base_default)
+            else:
+                data["conditions"][name] = measure(model, prefix, convs)
+        bar(total)
     default, hit = data["conditions"]["default"], data["conditions"]["attacked"]
     data["index"] = {"attacked_unaligned_mass": hit["unaligned_mass"]}
     write_json_atomic(job.work_dir / "selection.json", data)
