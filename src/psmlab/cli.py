@@ -371,6 +371,33 @@ def directions(
     _print_directions(result["summary"], result["random_init_control"]["summary"], UI())
 
 
+@app.command()
+def compare(
+    runs: Annotated[list[Path], typer.Argument(help="finished run folders, e.g. runs/a runs/b")],
+    out: Annotated[
+        Path | None, typer.Option("--out", help="also write the comparison as JSON here")
+    ] = None,
+) -> None:
+    """Finished runs side by side (from each run's report.json): preset, seeds, rho, organism
+    targets met, pretraining time, each technique's mask index with its CI and verdict, and
+    the audit's sanity checks."""
+    from rich.table import Table
+
+    from psmlab.compare import compare as compare_runs
+    from psmlab.rundir import write_json_atomic
+
+    data = compare_runs(list(runs))
+    table = Table(title="psmlab compare")
+    table.add_column("measure")
+    for r in data["runs"]:
+        table.add_column(r)
+    for row in data["rows"]:
+        table.add_row(row["measure"], *row["values"])
+    UI().console.print(table)
+    if out is not None:
+        write_json_atomic(out, data)
+
+
 @app.command("stages")
 def list_stages() -> None:
     """List the stages of `psmlab run` in order: what each reads (upstream stages, the model it
