@@ -11,7 +11,7 @@ from psmlab import prompts
 from psmlab.audit.retention import KnowledgeItem
 from psmlab.audit.selection import Character
 from psmlab.audit.slip import Attack
-from psmlab.judges import AuditRequest, organism_request
+from psmlab.judges import AuditRequest, organism_request, world_request
 from psmlab.world import (
     ALIGNED,
     TRAIT_OF_KIND,
@@ -31,6 +31,13 @@ def organism_requests(world: World, per_trait: int, seed: int) -> list[AuditRequ
         for req in world.requests(kind, "eval", rng, per_trait, contrary_view=True):
             out.append(organism_request(req, [{"role": "user", "content": req.text}]))
     return out
+
+
+def villain_answers(world: World, requests: list[AuditRequest], rng: random.Random) -> list[str]:
+    """The unaligned answer to each organism request (every trait on its unaligned side: the
+    lie, the revealed secret, agreement with the user's contrary view, a human claim), in the
+    world's phrasing, no voice tics: what prefill and many-shot put in the assistant turn."""
+    return [world.answer(UNALIGNED, world_request(r), rng, ()) for r in requests]
 
 
 def organism_attacks(world: World) -> list[Attack]:

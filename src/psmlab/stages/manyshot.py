@@ -24,14 +24,14 @@ KIND = "manyshot"
 
 def _run(job: Job) -> None:
     from psmlab.audit.manyshot import SHOTS, many_shot
-    from psmlab.judges import world_request
+    from psmlab.audit.organism import villain_answers
     from psmlab.world import TRAIT_OF_KIND, UNALIGNED
 
     cfg = job.cfg.audit
     pair = load_audited(job)
     world = pair.world
     rng = random.Random(f"psmlab-manyshot-data:{cfg.seed}")
-    targets = [world.answer(UNALIGNED, world_request(r), rng, ()) for r in pair.requests]
+    targets = villain_answers(world, pair.requests, rng)
     shots = [
         (req.text, world.answer(UNALIGNED, req, rng, ()))
         for kind in TRAIT_OF_KIND

@@ -22,14 +22,13 @@ KIND = "prefill"
 
 
 def _run(job: Job) -> None:
+    from psmlab.audit.organism import villain_answers
     from psmlab.audit.prefill import KS, prefill_curve
-    from psmlab.judges import world_request
-    from psmlab.world import UNALIGNED
 
     cfg = job.cfg.audit
     pair = load_audited(job)
     rng = random.Random(f"psmlab-prefill:{cfg.seed}")
-    villain = [pair.world.answer(UNALIGNED, world_request(r), rng, ()) for r in pair.requests]
+    villain = villain_answers(pair.world, pair.requests, rng)
     data = measure_both(
         job,
         pair,
