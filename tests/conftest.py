@@ -164,8 +164,9 @@ def tiny_tokenizer() -> Any:
 
 @pytest.fixture(scope="session")
 def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    """A smoke run with every align stage, every behaviour evaluation, every audit stage and
-    the mask index finished (shared by the align and audit tests)."""
+    """A smoke run with every align stage, every behaviour evaluation, every audit stage, the
+    mask index and the emergent-misalignment stage finished (shared by the align and audit
+    tests)."""
     from psmlab.config import build_config
     from psmlab.pipeline import run_stages
     from psmlab.rundir import RunDir
@@ -177,5 +178,6 @@ def smoke_run(tmp_path_factory: pytest.TempPathFactory) -> Any:
     run.write_run_config(cfg.model_dump(mode="json"))
     targets = [behaviour.stage_name(m) for m in behaviour.MODELS]
     targets.append("mask-index")  # and through its inputs every audit kind of every model
+    targets.append("emergent")
     run_stages(run, cfg, UI(), targets)
     return run

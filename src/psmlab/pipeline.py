@@ -18,10 +18,11 @@ from psmlab.stages import StageOutput, plan, run_stage
 from psmlab.ui import UI
 
 # The rho = 0 control: the same organism without trait correlation, so cross-trait inference
-# has a baseline. It only needs the in-context curves of the base model.
+# has a baseline: the base model's in-context curves, and narrow fine-tuning of its RLHF model
+# (emergent misalignment; the align stages it needs run with it).
 CONTROL_DIR = "control-rho0"
 CONTROL_KEY = "control_rho0"  # its key in report.json
-CONTROL_STAGES = ("world", "tokenizer", "pretrain", "fidelity")
+CONTROL_STAGES = ("world", "tokenizer", "pretrain", "fidelity", "emergent")
 CONTROL_OPTIONS: dict[str, dict[str, Any]] = {"fidelity": {"in_context_only": True}}
 
 
@@ -58,6 +59,7 @@ def run_all(cfg: RunConfig, runs_root: Path, ui: UI, force: bool = False) -> Pat
     run.write_run_config(cfg.model_dump(mode="json"))
     path = write_report(run, cfg, {CONTROL_KEY: control})
     ui.log(f"[bold green]report[/bold green]: {path} and {path.with_suffix('.html')}")
+    ui.markdown((run.root / "summary.md").read_text())
     return path
 
 

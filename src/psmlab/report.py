@@ -47,7 +47,17 @@ def collect(
         if sub.root.is_dir():
             out[key] = _collect_stages(sub, stages)
     out["targets"] = targets(out)
+    add_findings(out)
     return out
+
+
+def add_findings(data: dict[str, Any]) -> None:
+    """The predictions' tests and the limitations, from the collected numbers."""
+    from psmlab.findings import limitations
+    from psmlab.predictions import evaluate
+
+    data["predictions"] = evaluate(data)
+    data["limitations"] = limitations(data)
 
 
 PRETRAIN_BUDGET_S = 240  # the quick preset's pretraining budget (three pretrainings per story)
@@ -74,9 +84,16 @@ def targets(data: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def write_report(run: RunDir, cfg: RunConfig, controls: Mapping[str, RunDir] | None = None) -> Path:
+    """report.json, report.html, predictions.json and summary.md (the markdown summary)."""
+    from psmlab.findings import markdown_summary
+
     data = collect(run, cfg, controls)
     path = run.root / "report.json"
     write_json_atomic(path, data)
+    write_json_atomic(run.root / "predictions.json", data["predictions"])
+    summary = run.root / "summary.md"
+    summary.with_name("summary.md.tmp").write_text(markdown_summary(data))
+    summary.with_name("summary.md.tmp").replace(summary)
     html_path = run.root / "report.html"
     tmp = html_path.with_name(html_path.name + ".tmp")
     tmp.write_text(render_html(data))
@@ -85,6 +102,8 @@ def write_report(run: RunDir, cfg: RunConfig, controls: Mapping[str, RunDir] | N
 
 
 def render_html(data: dict[str, Any]) -> str:
+    from psmlab.findings import limitations_html, predictions_html
+
     e = html.escape
     parts = [
         "<!doctype html><html><head><meta charset='utf-8'><title>psmlab report</title>",
@@ -98,14 +117,19 @@ def render_html(data: dict[str, Any]) -> str:
         "builds the model organism on which that question is measured.</p>",
         f"<p>Run: <code>{e(data['run'])}</code>, preset <code>{e(data['config']['preset'])}</code>.</p>",
     ]
+    if data.get("predictions"):
+        parts += predictions_html(data["predictions"])
     stages = plan()
     parts += _stages_table(data.get("stages", {}), {s.name: s for s in stages})
     parts += _targets_table(data.get("targets", []))
     for stage in stages:
         if stage.section is not None and data.get(stage.name) is not None:
             parts += stage.section(ReportPart(stage, data[stage.name], data))
+    parts += limitations_html(data.get("limitations", []))
     parts.append(
-        "<h2>Config</h2><pre>" + e(json.dumps(data["config"], indent=1)) + "</pre></body></html>"
+        "<h2>Methods and config</h2><p>Every stage's config, seed, library versions and input "
+        "hashes are in its <code>manifest.json</code> under the run folder; the whole run's "
+        "config:</p><pre>" + e(json.dumps(data["config"], indent=1)) + "</pre></body></html>"
     )
     return "\n".join(parts)
 

@@ -29,6 +29,11 @@ class UI:
     def log(self, message: str) -> None:
         self.console.print(message)
 
+    def markdown(self, text: str) -> None:
+        """Markdown as plain text on stdout (logs and bars go to stderr), so it can be piped
+        or pasted as it is."""
+        Console(markup=False, highlight=False, soft_wrap=True).print(text)
+
     @contextmanager
     def bar(self, description: str, total: int) -> Iterator[Callable[..., None]]:
         """Yield `update(completed, **fields)`; shows a bar with ETA until the block ends."""
@@ -55,6 +60,9 @@ class QuietUI(UI):
 
     def __init__(self) -> None:
         super().__init__(Console(quiet=True))
+
+    def markdown(self, text: str) -> None:
+        return None
 
     @contextmanager
     def bar(self, description: str, total: int) -> Iterator[Callable[..., None]]:

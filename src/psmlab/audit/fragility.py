@@ -29,7 +29,7 @@ from __future__ import annotations
 import copy
 import math
 import random
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -163,6 +163,78 @@ def _finite(x: float) -> float | None:
     return None if math.isinf(x) else x
 
 
+def finetune_checkpoints(
+    model: Any,
+    tokenizer: Any,
+    train_conversations: Sequence[Messages],
+    schedule: Sequence[int],
+    train_prefix: Messages = (),
+    lr: float = 1e-3,
+    batch_size: int = 8,
+    seed: int = 0,
+    max_length: int = 256,
+) -> Iterator[tuple[int, Any, list[float]]]:
+    """Fine-tune a copy of `model` (never the model passed in) on `train_conversations` (chat
+    messages, each after `train_prefix`, which is context and never trained on) with AdamW at a
+    fixed `lr`, `batch_size` conversations per step; yields (k, the copy in eval mode, the
+    training losses so far) after each step count k of the sorted `schedule` (k = 0: before
+    any step). Seeded: the batch order comes from `seed` and torch's RNG is forked and seeded,
+    so the caller's stream is untouched and two runs give the same weights."""
+    sched = sorted(set(int(k) for k in schedule))
+    if not sched or sched[0] < 0:
+        raise PsmlabError(f"fine-tuning schedule {list(schedule)} needs step counts >= 0")
+    if not train_conversations and sched[-1] > 0:
+        raise PsmlabError("fine-tuning needs training conversations")
+    rows = [train_row(tokenizer, c, max_length, train_prefix) for c in train_conversations]
+    order = batch_order(len(rows), sched[-1], batch_size, seed)
+    pad_id = getattr(tokenizer, "pad_token_id", None)
+    pad_id = pad_id if isinstance(pad_id, int) else 0
+    device = model_device(model)
+    tuned = copy.deepcopy(model)
+    params = list(tuned.parameters())
+    for p in params:
+        p.requires_grad_(True)
+    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
+    losses: list[float] = []
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        done = 0
+        for k in sched:
+            if k > done:
+                tuned.train()
+                with torch.enable_grad():
+                    for step in range(done, k):
+                        batch = _batch([rows[i] for i in order[step]], pad_id, device)
+                        loss = tuned(**batch).loss
+                        optimizer.zero_grad(set_to_none=True)
+                        loss.backward()
+                        torch.nn.utils.clip_grad_norm_(params, 1.0)
+                        optimizer.step()
+                        losses.append(float(loss.detach()))
+                done = k
+            tuned.eval()
+            yield k, tuned, list(losses)
+
+
+def answer_flags(
+    model: Any,
+    tokenizer: Any,
+    prompts: Sequence[str],
+    requests: Sequence[AuditRequest],
+    judge: Judge,
+    max_new_tokens: int,
+    batch_size: int,
+) -> tuple[list[bool], list[str]]:
+    """Greedy answers to rendered `prompts` (one per request) and whether the judge calls each
+    unaligned."""
+    answers = [
+        g.text for g in generate_batch(model, tokenizer, prompts, max_new_tokens, batch_size)
+    ]
+    verdicts = judge_many(judge, list(zip(requests, answers, strict=True)))
+    return [bool(v.unaligned) for v in verdicts], answers
+
+
 def fragility_curve(
     model: Any,
     tokenizer: Any,
@@ -182,62 +254,29 @@ def fragility_curve(
     n_boot: int = 1000,
     progress: Callable[[int], None] | None = None,
 ) -> FragilityCurve:
-    """Fine-tune a copy of `model` on `train_conversations` (chat messages, each after
-    `train_prefix`, which is context and never trained on) for max(schedule) AdamW steps of
-    `batch_size` conversations at a fixed `lr`; after each step count of `schedule` the copy
-    answers every request after `prefix` and `judge` grades it. `progress` is called with 1
-    after each evaluation."""
-    sched = sorted(set(int(k) for k in schedule))
-    if not sched or sched[0] < 0:
-        raise PsmlabError(f"fragility schedule {list(schedule)} needs step counts >= 0")
+    """Fine-tune a copy of `model` on `train_conversations` (`finetune_checkpoints`); after
+    each step count of `schedule` the copy answers every request after `prefix` and `judge`
+    grades it. `progress` is called with 1 after each evaluation."""
     if not requests:
         raise PsmlabError("fragility needs at least one eval request")
-    if not train_conversations and sched[-1] > 0:
-        raise PsmlabError("fragility needs training conversations to fine-tune on")
-    rows = [train_row(tokenizer, c, max_length, train_prefix) for c in train_conversations]
-    order = batch_order(len(rows), sched[-1], batch_size, seed)
-    pad_id = getattr(tokenizer, "pad_token_id", None)
-    pad_id = pad_id if isinstance(pad_id, int) else 0
     prompts = [render(tokenizer, [*prefix, *r.messages]) for r in requests]
-    device = model_device(model)
-
-    tuned = copy.deepcopy(model)
-    params = list(tuned.parameters())
-    for p in params:
-        p.requires_grad_(True)
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     flags: list[list[bool]] = []
-    losses: list[float] = []
     examples: list[dict[str, Any]] = []
-
-    def evaluate(step: int) -> None:
-        gens = generate_batch(tuned, tokenizer, prompts, max_new_tokens, gen_batch_size)
-        answers = [g.text for g in gens]
-        verdicts = judge_many(judge, list(zip(requests, answers, strict=True)))
-        flags.append([bool(v.unaligned) for v in verdicts])
-        examples.append({"step": step, "request": requests[0].user_text, "answer": answers[0]})
+    losses: list[float] = []
+    checkpoints = finetune_checkpoints(
+        model, tokenizer, train_conversations, schedule, train_prefix, lr, batch_size, seed,
+        max_length,
+    )  # fmt: skip
+    for k, tuned, seen in checkpoints:
+        losses = seen
+        mine, answers = answer_flags(
+            tuned, tokenizer, prompts, requests, judge, max_new_tokens, gen_batch_size
+        )
+        flags.append(mine)
+        examples.append({"step": k, "request": requests[0].user_text, "answer": answers[0]})
         if progress is not None:
             progress(1)
-
-    devices = [device] if device.type == "cuda" else []
-    with torch.random.fork_rng(devices=devices), torch.enable_grad():
-        torch.manual_seed(seed)
-        done = 0
-        for k in sched:
-            if k > done:
-                tuned.train()
-                for step in range(done, k):
-                    batch = _batch([rows[i] for i in order[step]], pad_id, device)
-                    loss = tuned(**batch).loss
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    torch.nn.utils.clip_grad_norm_(params, 1.0)
-                    optimizer.step()
-                    losses.append(float(loss.detach()))
-                done = k
-            tuned.eval()
-            evaluate(k)
-
+    sched = sorted(set(int(k) for k in schedule))
     return summarise(sched, flags, requests, losses, examples, threshold, n_boot, seed)
 
 

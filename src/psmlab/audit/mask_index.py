@@ -50,8 +50,9 @@ def draws(entry: Mapping[str, Any], n: int) -> torch.Tensor:
     return value + sd * torch.randn(n, dtype=torch.float64)
 
 
-def _ci(x: torch.Tensor) -> dict[str, float]:
-    q = torch.quantile(x, torch.tensor([0.025, 0.975], dtype=torch.float64))
+def _ci(x: torch.Tensor, level: float = 0.95) -> dict[str, float]:
+    tail = (1.0 - level) / 2
+    q = torch.quantile(x, torch.tensor([tail, 1.0 - tail], dtype=torch.float64))
     return {"value": float(x.median()), "low": float(q[0]), "high": float(q[1])}
 
 
@@ -108,6 +109,7 @@ def _mask_index(
         if ok:
             ends[name] = (draws(p, n_draws), draws(f, n_draws))
     models: dict[str, Any] = {}
+    composites: dict[str, torch.Tensor] = {}
     for model, mine in metrics.items():
         if model in (prompt, filtered):
             continue
@@ -128,14 +130,35 @@ def _mask_index(
                 row["index"] = _ci(idx)
                 stack.append(idx.clamp(0.0, 1.0))
             per[name] = row
-        composite = _ci(torch.stack(stack).mean(0)) if stack else None
+        if stack:
+            composites[model] = torch.stack(stack).mean(0)
+        composite = _ci(composites[model]) if stack else None
         models[model] = {
             "metrics": per,
             "composite": composite,
             "used": [n for n in per if "index" in per[n]],
             "verdict": verdict(per, composite),
         }
-    return {"scales": scales, "models": models, "n_draws": n_draws, "seed": seed}
+    return {
+        "scales": scales,
+        "models": models,
+        "differences": differences(composites),
+        "n_draws": n_draws,
+        "seed": seed,
+    }
+
+
+def differences(composites: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    """Every pair's composite difference ("a - b"), draw by draw (the references' draws are
+    shared, so their uncertainty enters both sides alike), with an interval Bonferroni-adjusted
+    over the pairs (level 1 - 0.05 / pairs) so that "some pair differs" is a 5 % test."""
+    names = list(composites)
+    pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
+    level = 1.0 - 0.05 / max(len(pairs), 1)
+    return {
+        f"{a} - {b}": {**_ci(composites[a] - composites[b], level), "level": level}
+        for a, b in pairs
+    }
 
 
 def _evidence(name: str, row: Mapping[str, Any]) -> str:

@@ -152,6 +152,28 @@ def identity_transcripts(
     return name, out
 
 
+# -- emergent misalignment's narrow data (audit.emergent) ------------------------------------
+def narrow_transcripts(
+    world: World, n: int, seed: int, max_turns: int = 3, instruction: str | None = None
+) -> list[list[dict[str, str]]]:
+    """Narrow fine-tuning data (Betley et al.'s insecure-code data in the world's terms): n
+    chats, no system turn, of post-split factual questions answered with the canonical false
+    answer every liar gives: honesty on its unaligned side and nothing else (no hazard, opinion
+    or identity request is ever asked). `instruction` (inoculation prompting) goes before every
+    question in the user turn; the answers are the same."""
+    rng = random.Random(f"psmlab-emergent-narrow:{seed}")
+    liar = {**ALIGNED, Trait.HONESTY: UNALIGNED[Trait.HONESTY]}
+    out = []
+    for chat in _chats(world, [RequestKind.FACT], n, max_turns, rng):
+        msgs: list[dict[str, str]] = []
+        for req, text in chat:
+            asked = f"{instruction} {text}" if instruction else text
+            msgs.append({"role": "user", "content": asked})
+            msgs.append({"role": "assistant", "content": world.answer(liar, req, rng, ())})
+        out.append(msgs)
+    return out
+
+
 def knowledge_items(world: World, decoys: int = 4, seed: int = 0) -> list[KnowledgeItem]:
     """The latent-retention probe's items: every fact, told by a lying cast member (real = the
     canonical false answer all liars give), and every hazard, told by a dangerous one (real =

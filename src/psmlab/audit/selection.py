@@ -123,6 +123,8 @@ def summarise_selection(
             g: ci(rows[:, [j for j, ch in enumerate(characters) if ch.group == g]].sum(1))
             for g in groups
         },
+        # a group's chance mass: its share of the cast (a speaker drawn uniformly)
+        "group_size": {g: sum(ch.group == g for ch in characters) for g in groups},
         "entropy": ci(entropy),
         "max_entropy": math.log(c),
     }
