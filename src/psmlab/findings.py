@@ -95,6 +95,9 @@ def predictions_html(predictions: Sequence[Mapping[str, Any]]) -> list[str]:
             t = p["trigger"]["cluster_rise_instructed"]
             detail += (f"<br><small>inoculation prompt as a trigger: cluster rise "
                        f"{e(effect_text(t))}</small>")  # fmt: skip
+        if p.get("base"):
+            detail += (f"<br><small>control: {e(p['base']['detail'])}, difference "
+                       f"{e(effect_text(p['base']['difference']))}</small>")  # fmt: skip
         if p.get("worlds"):
             detail += "".join(
                 f"<br><small>{e(w)}: cluster rise {e(effect_text(x['cluster_rise']))}, trained "

