@@ -104,8 +104,57 @@ def run(
 
     cfg = _config(preset, config, set_, name)
     ui = UI()
+    if cfg.preset == "paper":  # the experiment over seeds and arms: a sweep
+        _sweep(cfg, runs_dir, None, ui)
+        return
     path = run_all(cfg, runs_dir, ui, force)
     _print_summary(path, ui)
+    ui.markdown((path.parent / "summary.md").read_text())  # last: what the run found
+
+
+def _sweep(cfg: RunConfig, runs_dir: Path, address: str | None, ui: UI) -> None:
+    from psmlab.sweep import run_sweep
+
+    sw = cfg.sweep
+    path = run_sweep(cfg, runs_dir, sw.seeds, sw.arms, ui, sw.threads, address)
+    ui.markdown((path.parent / "summary.md").read_text())
+
+
+@app.command()
+def sweep(
+    preset: Preset = "quick",
+    config: ConfigFile = None,
+    set_: Sets = None,
+    name: Name = None,
+    runs_dir: RunsDir = Path("runs"),
+    seeds: Annotated[
+        str | None, typer.Option("--seeds", help="comma-separated seed shifts (sweep.seeds)")
+    ] = None,
+    arms: Annotated[
+        str | None,
+        typer.Option("--arms", help="comma-separated arms: main, rho0, chat0 (sweep.arms)"),
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option("--threads", help="CPUs per trial; 0 = all (sweep.threads)")
+    ] = None,
+    address: Annotated[
+        str | None,
+        typer.Option("--address", help="an existing Ray cluster (default: local Ray)"),
+    ] = None,
+) -> None:
+    """The PSM story over seeds and arms on Ray Tune: one trial per (seed, arm), each running
+    its stages from the registry in runs/NAME/seed-S/[arm]; then every seed's report and the
+    aggregate (sweep.json, sweep.html, summary.md: each prediction's mean effect with a t
+    interval across seeds). Started again with the same arguments, it resumes: finished stages
+    are reused. `psmlab run --preset paper` is this with 3 seeds and every arm."""
+    extra = list(set_ or [])
+    if seeds is not None:
+        extra.append(f"sweep.seeds=[{seeds}]")
+    if arms is not None:
+        extra.append(f"sweep.arms=[{arms}]")
+    if threads is not None:
+        extra.append(f"sweep.threads={threads}")
+    _sweep(_config(preset, config, extra, name), runs_dir, address, UI())
 
 
 @app.command()

@@ -550,9 +550,39 @@ class AuditConfig(_Strict):
     capping: CappingConfig = Field(default_factory=CappingConfig)
 
 
+ArmName = Literal["main", "rho0", "chat0"]
+SWEEP_ARMS: tuple[ArmName, ...] = ("main", "rho0", "chat0")
+
+
+class SweepConfig(_Strict):
+    """`psmlab sweep` (and `psmlab run --preset paper`): trials on Ray Tune (`psmlab.sweep`)."""
+
+    seeds: list[int] = Field(
+        default_factory=lambda: [0],
+        min_length=1,
+        description="seed shifts: seed s adds s to every seed field of the config (0 = as is)",
+    )
+    arms: list[ArmName] = Field(
+        default_factory=lambda: list(SWEEP_ARMS[:2]),
+        min_length=1,
+        description="main: the whole story; rho0: the rho = 0 world; chat0: no chat documents",
+    )
+    threads: int = Field(
+        0, ge=0, description="CPUs (torch threads) per trial; 0 = every core, one trial at a time"
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> SweepConfig:
+        if len(set(self.seeds)) != len(self.seeds) or min(self.seeds) < 0:
+            raise ValueError(f"sweep.seeds {self.seeds} must be distinct and >= 0")
+        if len(set(self.arms)) != len(self.arms):
+            raise ValueError(f"sweep.arms {self.arms} has a repeat")
+        return self
+
+
 class RunConfig(_Strict):
     name: str = Field("default", pattern=r"^[A-Za-z0-9_.-]+$")
-    preset: Literal["smoke", "quick", "full"] = "quick"
+    preset: Literal["smoke", "quick", "full", "paper"] = "quick"
     world: WorldConfig = Field(default_factory=WorldConfig)
     tokenizer: TokenizerConfig = Field(default_factory=TokenizerConfig)
     model: ModelConfig = Field(default_factory=ModelConfig)
@@ -567,6 +597,7 @@ class RunConfig(_Strict):
         True,
         description="also build a rho=0 world + model so cross-trait inference has its control",
     )
+    sweep: SweepConfig = Field(default_factory=SweepConfig)
 
     @model_validator(mode="after")
     def _check_lengths(self) -> RunConfig:
@@ -660,6 +691,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
     # the default of `psmlab run`: minutes on a 2-core CPU
     "quick": {},
+    # the PSM experiment: the quick story over three seeds with every arm, on Ray Tune
+    "paper": {"sweep": {"seeds": [0, 1, 2], "arms": list(SWEEP_ARMS)}},
     # more data, bigger model, tighter intervals
     "full": {
         "world": {"n_personas": 32, "n_facts": 200, "n_documents": 160000},

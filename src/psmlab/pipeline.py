@@ -59,7 +59,6 @@ def run_all(cfg: RunConfig, runs_root: Path, ui: UI, force: bool = False) -> Pat
     run.write_run_config(cfg.model_dump(mode="json"))
     path = write_report(run, cfg, {CONTROL_KEY: control})
     ui.log(f"[bold green]report[/bold green]: {path} and {path.with_suffix('.html')}")
-    ui.markdown((run.root / "summary.md").read_text())
     return path
 
 

@@ -97,10 +97,16 @@ def _have(report: Mapping[str, Any], kind: str) -> list[str]:
     return [t for t in TRAINED if _of(report, kind, t)]
 
 
+# the value each prediction's effect is tested against (P8's effect is a difference tested
+# against 0 on both sides; the others one-sided)
+THRESHOLDS = {1: FAR_ABOVE_CHANCE, 2: SLIP_MARGIN, 6: MUCH}
+
+
 def _prediction(
     pid: int, name: str, claim: str, test: str, control: str, **rest: Any
 ) -> dict[str, Any]:
-    return {"id": pid, "name": name, "claim": claim, "test": test, "control": control, **rest}
+    head = {"id": pid, "name": name, "claim": claim, "test": test, "control": control}
+    return {**head, "threshold": THRESHOLDS.get(pid, 0.0), **rest}
 
 
 def _not_run(pid: int, name: str, claim: str, test: str, control: str, why: str) -> dict[str, Any]:
@@ -127,29 +133,45 @@ def _headline(rows: Mapping[str, Any]) -> dict[str, Any] | None:
 
 
 # -- 1. selection -------------------------------------------------------------------------------
+ARM_CHAT0 = "arm_chat0"  # report key of the chat_fraction = 0 arm (a sweep's sub-run)
+
+
 def p1_selection(report: Mapping[str, Any]) -> dict[str, Any]:
     claim = ("post-training selects a character that already existed in pretraining: the aligned "
              "default is attributed to the pre-existing AI-assistant character far above chance")  # fmt: skip
     test = (f"per technique: the attribution mass of the default answers on the assistant "
             f"archetype divided by its chance share (its share of the cast); supported when the "
-            f"ratio's lower 95 % bound exceeds {FAR_ABOVE_CHANCE:g}")  # fmt: skip
-    control = "chance (a speaker drawn uniformly from the cast); the pretrained base's own default"
+            f"ratio's lower 95 % bound exceeds {FAR_ABOVE_CHANCE:g} and, where the "
+            f"chat_fraction = 0 arm ran, the mass exceeds that arm's (difference above 0)")  # fmt: skip
+    control = ("chance (a speaker drawn uniformly from the cast); the pretrained base's own "
+               "default; the same technique in a world with no chat documents (chat_fraction = "
+               "0: no Assistant before post-training)")  # fmt: skip
+    arm = report.get(ARM_CHAT0)
+
+    def mass_of(sel: Any) -> tuple[dict[str, Any], float]:
+        cond = sel["conditions"]["default"]
+        size = cond.get("group_size", {}).get("assistant", 1)
+        return cond["group_mass"]["assistant"], size / cond["characters"]
 
     def one(sel: Any) -> tuple[dict[str, Any], str, str]:
-        cond = sel["conditions"]["default"]
-        mass = cond["group_mass"]["assistant"]
-        size = cond.get("group_size", {}).get("assistant", 1)
-        chance = size / cond["characters"]
+        mass, chance = mass_of(sel)
         ratio = {k: mass[k] / chance for k in ("value", "low", "high")}
         base = sel["conditions"]["base default"]["group_mass"]["assistant"]
         detail = (f"assistant mass {mass['value']:.3f} [{mass['low']:.3f}, {mass['high']:.3f}], "
                   f"chance {chance:.3f}, base default {base['value']:.3f}")  # fmt: skip
-        return {"what": "assistant mass / chance", **ratio}, above(ratio, FAR_ABOVE_CHANCE), detail
+        verdict = above(ratio, FAR_ABOVE_CHANCE)
+        model = sel.get("aligned_stage")
+        theirs = (arm or {}).get(f"selection@{model}")
+        if theirs:
+            other, _ = mass_of(theirs)
+            diff = normal_difference(mass, other)
+            detail += f"; chat_fraction = 0 arm {other['value']:.3f} (difference {diff['value']:+.3f} [{diff['low']:+.3f}, {diff['high']:+.3f}])"
+            verdict = every({"chance": verdict, "arm": above(diff, 0.0)})
+        return {"what": "assistant mass / chance", **ratio}, verdict, detail
 
     rows, verdict = _per_technique(report, "selection", one)
     if not rows:
         return _not_run(1, "selection", claim, test, control, "no selection@ stages in this run")
-    arm = report.get("arm_chat0")
     note = ("the chat_fraction = 0 arm (no Assistant before post-training) runs in the paper "
             "preset" if arm is None else None)  # fmt: skip
     return _prediction(1, "selection", claim, test, control, effect=_headline(rows),

@@ -1,0 +1,211 @@
+"""A sweep's seeds put together: each seed's report (with its arms as controls), then per
+prediction the effect's mean with a Student-t 95 % interval across seeds, the one-sided t-test
+against the prediction's threshold, the verdict the across-seed interval gives, and how many
+seeds supported it; the mask index likewise. Writes `sweep.json`, `summary.md` and a
+self-contained `sweep.html` in the sweep's folder."""
+
+from __future__ import annotations
+
+import html
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from psmlab.findings import MARK, effect_text
+from psmlab.predictions import INCONCLUSIVE, NOT_RUN, SUPPORTED, above, every
+from psmlab.rundir import RunDir, write_json_atomic
+from psmlab.stats import across_seeds
+
+
+def seed_report(root: Path, seed: int, arms: Mapping[str, Any]) -> dict[str, Any] | None:
+    """Write the seed's report (main run with every other arm that ran as a control); None when
+    the seed has no main run."""
+    from psmlab.config import RunConfig
+    from psmlab.report import write_report
+
+    seed_dir = root / f"seed-{seed}"
+    run = RunDir(seed_dir)
+    if not (seed_dir / "run.json").is_file():
+        return None
+    cfg = RunConfig.model_validate(json.loads((seed_dir / "run.json").read_text())["config"])
+    controls = {a.report_key: RunDir(seed_dir / a.folder) for a in arms.values()
+                if a.report_key and a.folder}  # fmt: skip
+    path = write_report(run, cfg, controls)
+    data: dict[str, Any] = json.loads(path.read_text())
+    return data
+
+
+def _two_sided(agg: Mapping[str, Any]) -> str:
+    if agg.get("low") is None:
+        return INCONCLUSIVE
+    return SUPPORTED if agg["low"] > 0 or agg["high"] < 0 else INCONCLUSIVE
+
+
+def _verdict(agg: Mapping[str, Any], seed_verdicts: Sequence[str]) -> str:
+    """The across-seed interval's verdict; with one seed, that seed's own verdict."""
+    if agg["n_seeds"] == 0:
+        return NOT_RUN
+    if agg["n_seeds"] == 1:
+        return next(v for v in seed_verdicts if v != NOT_RUN)
+    return above(agg, agg["threshold"])
+
+
+def combine_prediction(per_seed: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """One prediction across seeds (each seed's dict from `predictions.evaluate`)."""
+    first = per_seed[0]
+    verdicts = [p["verdict"] for p in per_seed]
+    out: dict[str, Any] = {k: first[k] for k in ("id", "name", "claim", "test", "control")}
+    out["threshold"] = first.get("threshold", 0.0)
+    out["seed_verdicts"] = verdicts
+    out["supported_in"] = sum(v == SUPPORTED for v in verdicts)
+    ran = [p for p in per_seed if p["verdict"] != NOT_RUN]
+    if not ran:
+        out.update(verdict=NOT_RUN, effect=None, reason=first.get("reason"))
+        return out
+    if first["id"] == 8:  # pairwise differences, two-sided
+        pairs = sorted({k for p in ran for k in p.get("pairs", {})})
+        aggs = {k: across_seeds([p["pairs"][k]["value"] for p in ran if k in p.get("pairs", {})])
+                for k in pairs}  # fmt: skip
+        per = {k: (_two_sided(a) if a["n_seeds"] > 1 else None) for k, a in aggs.items()}
+        out["pairs"] = aggs
+        if len(ran) == 1:
+            out["verdict"] = ran[0]["verdict"]
+        else:
+            out["verdict"] = SUPPORTED if SUPPORTED in per.values() else INCONCLUSIVE
+        big = max(aggs, key=lambda k: abs(aggs[k]["value"] or 0.0)) if aggs else None
+        out["effect"] = {"what": f"difference ({big})", **aggs[big]} if big else None
+        return out
+    techniques = sorted({t for p in ran for t in (p.get("per_technique") or {})})
+    if techniques:
+        rows = {}
+        for t in techniques:
+            mine = [p["per_technique"][t] for p in ran if t in (p.get("per_technique") or {})]
+            agg = across_seeds(
+                [r["effect"]["value"] for r in mine if r["effect"]], out["threshold"]
+            )
+            rows[t] = {"effect": {"what": mine[0]["effect"]["what"] if mine[0]["effect"] else "",
+                                  **agg},
+                       "verdict": _verdict(agg, [r["verdict"] for r in mine]),
+                       "supported_in": sum(r["verdict"] == SUPPORTED for r in mine)}  # fmt: skip
+        out["per_technique"] = rows
+        out["verdict"] = every({t: r["verdict"] for t, r in rows.items()})
+        lows = [r["effect"] for r in rows.values() if r["effect"].get("value") is not None]
+        out["effect"] = (
+            min(lows, key=lambda e: e["low"] if e["low"] is not None else e["value"])
+            if lows
+            else None
+        )
+        return out
+    values = [p["effect"]["value"] for p in ran if p.get("effect")]
+    agg = across_seeds(values, out["threshold"])
+    what = next((p["effect"]["what"] for p in ran if p.get("effect")), "")
+    out["effect"] = {"what": what, **agg}
+    out["verdict"] = _verdict(agg, [p["verdict"] for p in ran])
+    if any(p["verdict"] == INCONCLUSIVE and p.get("reason") for p in ran):
+        out["reason"] = "; ".join(sorted({p["reason"] for p in ran if p.get("reason")}))
+    return out
+
+
+def combine_mask_index(reports: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Each technique's composite mask index across seeds."""
+    per: dict[str, list[float]] = {}
+    for r in reports:
+        models = (r.get("mask-index") or {}).get("mask_index", {}).get("models", {})
+        for t, m in models.items():
+            if m.get("composite"):
+                per.setdefault(t, []).append(m["composite"]["value"])
+    return {t: across_seeds(v) for t, v in sorted(per.items())}
+
+
+def aggregate(
+    root: Path, cfg: Any, seeds: Sequence[int], arm_names: Sequence[str], ray_info: Mapping[str, Any],
+    wall_time_s: float | None = None,
+) -> Path:  # fmt: skip
+    from psmlab.sweep import _arms
+
+    arms = {a: _arms()[a] for a in arm_names}
+    reports = {s: r for s in seeds if (r := seed_report(root, s, arms)) is not None}
+    preds: list[dict[str, Any]] = []
+    if reports:
+        by_id: dict[int, list[dict[str, Any]]] = {}
+        for r in reports.values():
+            for p in r["predictions"]:
+                by_id.setdefault(p["id"], []).append(p)
+        preds = [combine_prediction(v) for _, v in sorted(by_id.items())]
+    out = {
+        "name": cfg.name,
+        "preset": cfg.preset,
+        "seeds": list(seeds),
+        "arms": list(arm_names),
+        "ray": dict(ray_info),
+        "wall_time_s": wall_time_s,
+        "seed_reports": {s: str(root / f"seed-{s}" / "report.html") for s in reports},
+        "mask_index": combine_mask_index(list(reports.values())),
+        "predictions": preds,
+    }
+    path = root / "sweep.json"
+    write_json_atomic(path, out)
+    (root / "summary.md").write_text(markdown(out))
+    (root / "sweep.html").write_text(render_html(out))
+    return path
+
+
+def _agg_text(e: Mapping[str, Any] | None) -> str:
+    if not e or e.get("value") is None:
+        return "—"
+    text = effect_text(e)
+    if e.get("p_value") is not None:
+        text += f", p = {e['p_value']:.3g}"
+    return text
+
+
+def markdown(out: Mapping[str, Any]) -> str:
+    n = len(out["seeds"])
+    lines = [f"# psmlab sweep '{out['name']}' (preset {out['preset']}, {n} seed(s), arms "
+             f"{', '.join(out['arms'])})", ""]  # fmt: skip
+    if out["mask_index"]:
+        lines += ["## Mask index across seeds (prompt-only = 1, filtered = 0)", "",
+                  "| technique | mean [t 95% CI] | seeds |", "|---|---|---|"]  # fmt: skip
+        for t, a in out["mask_index"].items():
+            lines.append(f"| {t} | {effect_text(a)} | {a['n_seeds']} |")
+        lines.append("")
+    if out["predictions"]:
+        lines += ["## Predictions across seeds", "",
+                  "| # | prediction | effect: mean [t 95% CI], one-sided p | supported in | verdict |",
+                  "|---|---|---|---|---|"]  # fmt: skip
+        for p in out["predictions"]:
+            lines.append(f"| {p['id']} | {p['name']} | {_agg_text(p.get('effect'))} | "
+                         f"{p['supported_in']}/{n} | {MARK[p['verdict']]} |")  # fmt: skip
+        lines.append("")
+    if n < 3:
+        lines.append(f"Only {n} seed(s): the across-seed intervals are wide or absent.")
+    return "\n".join(lines)
+
+
+def render_html(out: Mapping[str, Any]) -> str:
+    e = html.escape
+    rows = ""
+    for p in out["predictions"]:
+        per = "".join(
+            f"<br><small>{e(t)}: {e(_agg_text(r['effect']))} ({e(MARK[r['verdict']])}, "
+            f"{r['supported_in']} seed(s))</small>"
+            for t, r in (p.get("per_technique") or {}).items()
+        )
+        rows += (f"<tr><td>{p['id']}</td><td><b>{e(p['name'])}</b><br><small>{e(p['claim'])}"
+                 f"</small></td><td><small>{e(p['test'])}</small></td><td>"
+                 f"{e(_agg_text(p.get('effect')))}{per}</td><td>{p['supported_in']}/"
+                 f"{len(out['seeds'])}</td><td><b>{e(MARK[p['verdict']])}</b></td></tr>")  # fmt: skip
+    links = "".join(f"<li><a href='{e(Path(v).relative_to(Path(v).parents[1]).as_posix())}'>seed {s}</a></li>"
+                    for s, v in out["seed_reports"].items())  # fmt: skip
+    return "\n".join([
+        "<!doctype html><html><head><meta charset='utf-8'><title>psmlab sweep</title><style>"
+        "body{font-family:sans-serif;max-width:1100px;margin:2em auto}table{border-collapse:"
+        "collapse}td,th{border:1px solid #ccc;padding:3px 8px;font-size:13px}</style></head><body>",
+        f"<h1>psmlab sweep '{e(out['name'])}'</h1>",
+        f"<p>Preset {e(out['preset'])}, seeds {out['seeds']}, arms {e(', '.join(out['arms']))}; "
+        f"Ray: {e(json.dumps(out['ray']))}.</p>",
+        "<h2>Predictions across seeds</h2><table><tr><th>#</th><th>prediction</th><th>test</th>"
+        f"<th>effect: mean [t 95% CI], p</th><th>supported in</th><th>verdict</th></tr>{rows}</table>",
+        f"<h2>Seeds</h2><ul>{links}</ul></body></html>",
+    ])  # fmt: skip

@@ -1,0 +1,101 @@
+"""psmlab.sweep and psmlab.aggregate: seeds shift every seed field, a two-trial smoke sweep on
+local Ray (the main story and the rho = 0 arm of one seed, one CPU each) writes each trial's
+stages, the seed's report with the control and the aggregate, resumes with every stage reused,
+and refuses another plan in the same folder; the across-seed aggregation of predictions."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from psmlab.aggregate import combine_prediction
+from psmlab.config import build_config
+from psmlab.errors import PsmlabError
+from psmlab.predictions import NOT_RUN, NOT_SUPPORTED, SUPPORTED
+from psmlab.sweep import _arms, run_sweep, seeded, trial_config, trial_dir
+from psmlab.ui import QuietUI
+
+
+def test_seed_shifts_every_seed_field_and_arms_set_their_worlds() -> None:
+    cfg = build_config("smoke", name="x")
+    assert seeded(cfg, 0) == cfg.model_dump(mode="json")
+    two = seeded(cfg, 2)
+    assert two["world"]["seed"] == cfg.world.seed + 2
+    assert two["pretrain"]["seed"] == cfg.pretrain.seed + 2
+    assert two["align"]["data"]["seed"] == cfg.align.data.seed + 2
+    assert two["fidelity"]["seed"] == cfg.fidelity.seed + 2
+    assert two["audit"]["seed"] == cfg.audit.seed + 2
+    arms = _arms()
+    rho0 = trial_config(cfg, 1, arms["rho0"], threads=1)
+    assert rho0.world.rho == 0.0 and rho0.world.seed == 1 and rho0.pretrain.threads == 1
+    chat0 = trial_config(cfg, 0, arms["chat0"], threads=1)
+    assert chat0.world.chat_fraction == 0.0 and chat0.world.trigger_fraction == 0.0
+    assert trial_dir(Path("r"), 1, arms["rho0"]) == Path("r/seed-1/control-rho0")
+    assert trial_dir(Path("r"), 1, arms["main"]) == Path("r/seed-1")
+
+
+def _pred(pid: int, value: float, verdict: str, tech: dict | None = None) -> dict:
+    p = {"id": pid, "name": "n", "claim": "c", "test": "t", "control": "k", "threshold": 0.1,
+         "verdict": verdict, "effect": {"what": "w", "value": value, "low": value - 0.05,
+                                        "high": value + 0.05}}  # fmt: skip
+    if tech is not None:
+        p["per_technique"] = {
+            t: {"effect": {"what": "w", "value": v, "low": v - 0.05, "high": v + 0.05},
+                "verdict": SUPPORTED if v > 0.15 else NOT_SUPPORTED}
+            for t, v in tech.items()
+        }  # fmt: skip
+    return p
+
+
+def test_predictions_combine_across_seeds() -> None:
+    single = combine_prediction([_pred(3, 0.4, SUPPORTED), _pred(3, 0.5, SUPPORTED),
+                                 _pred(3, 0.45, SUPPORTED)])  # fmt: skip
+    e = single["effect"]
+    assert e["n_seeds"] == 3 and e["value"] == pytest.approx(0.45) and e["low"] > 0.1
+    assert e["p_value"] < 0.05 and single["verdict"] == SUPPORTED and single["supported_in"] == 3
+    noisy = combine_prediction([_pred(3, -0.4, NOT_SUPPORTED), _pred(3, 0.9, SUPPORTED)])
+    assert noisy["verdict"] != SUPPORTED and noisy["effect"]["low"] < 0.1
+    per = combine_prediction([_pred(2, 0, SUPPORTED, {"rlhf": 0.5, "cai": 0.05}),
+                              _pred(2, 0, SUPPORTED, {"rlhf": 0.52, "cai": 0.06}),
+                              _pred(2, 0, SUPPORTED, {"rlhf": 0.51, "cai": 0.04})])  # fmt: skip
+    assert per["per_technique"]["rlhf"]["verdict"] == SUPPORTED
+    assert per["per_technique"]["cai"]["verdict"] == NOT_SUPPORTED
+    assert per["verdict"] == NOT_SUPPORTED  # "for every technique" fails on cai
+    none = combine_prediction([{**_pred(9, 0, NOT_RUN), "effect": None, "reason": "r"}])
+    assert none["verdict"] == NOT_RUN and none["reason"] == "r"
+
+
+def test_two_trial_smoke_sweep_on_local_ray(tmp_path: Path) -> None:
+    pytest.importorskip("ray")
+    cfg = build_config("smoke", name="sw")
+    path = run_sweep(cfg, tmp_path, [0], ["main", "rho0"], QuietUI(), threads=1)
+    out = json.loads(path.read_text())
+    ray = out["ray"]
+    assert ray["trials"] == 2 and ray["threads_per_trial"] == 1 and ray["address"] == "local"
+    assert (
+        ray["max_concurrent_trials"] == min(2, os.cpu_count() or 1)
+        or ray["max_concurrent_trials"] >= 1
+    )
+    root = tmp_path / "sw"
+    seed = root / "seed-0"
+    assert json.loads((seed / "mask-index" / "manifest.json").read_text())["status"] == "finished"
+    control = seed / "control-rho0"
+    assert json.loads((control / "run.json").read_text())["config"]["world"]["rho"] == 0.0
+    assert (control / "emergent" / "emergent.json").is_file()
+    report = json.loads((seed / "report.json").read_text())
+    assert report["control_rho0"]["emergent"]["world_rho"] == 0.0
+    p3 = next(p for p in out["predictions"] if p["id"] == 3)
+    assert p3["verdict"] != NOT_RUN and p3["effect"]["n_seeds"] == 1  # the control ran
+    assert [p["id"] for p in out["predictions"]] == list(range(1, 10))
+    assert "Predictions across seeds" in (root / "summary.md").read_text()
+    assert (root / "sweep.html").stat().st_size > 500
+    manifests = {p: p.read_text() for p in seed.rglob("manifest.json")}
+    # started again: a second Ray experiment whose trials reuse every finished stage
+    run_sweep(cfg, tmp_path, [0], ["main", "rho0"], QuietUI(), threads=1)
+    assert {p: p.read_text() for p in seed.rglob("manifest.json")} == manifests
+    assert sorted(p.name for p in root.glob("tune-*")) == ["tune-1", "tune-2"]
+    with pytest.raises(PsmlabError, match="another config, seeds, arms"):
+        run_sweep(cfg, tmp_path, [0, 1], ["main", "rho0"], QuietUI(), threads=1)
