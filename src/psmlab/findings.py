@@ -95,6 +95,15 @@ def predictions_html(predictions: Sequence[Mapping[str, Any]]) -> list[str]:
             t = p["trigger"]["cluster_rise_instructed"]
             detail += (f"<br><small>inoculation prompt as a trigger: cluster rise "
                        f"{e(effect_text(t))}</small>")  # fmt: skip
+        game = p.get("auditing_game")
+        if game:
+            detail += (f"<br><small>auditing-game probe ({e(game['claim'])}; {e(game['anchor'])}): "
+                       f"<b>{e(MARK[game['verdict']])}</b></small>")  # fmt: skip
+            detail += "".join(
+                f"<br><small>{e(t)}: {e(effect_text(r['effect']))} ({e(r['effect']['what'])}); "
+                f"{e(r['detail'])}</small>"
+                for t, r in game["per_technique"].items()
+            )
         if p.get("base"):
             detail += (f"<br><small>control: {e(p['base']['detail'])}, difference "
                        f"{e(effect_text(p['base']['difference']))}</small>")  # fmt: skip
