@@ -99,3 +99,21 @@ def test_two_trial_smoke_sweep_on_local_ray(tmp_path: Path) -> None:
     assert sorted(p.name for p in root.glob("tune-*")) == ["tune-1", "tune-2"]
     with pytest.raises(PsmlabError, match="another config, seeds, arms"):
         run_sweep(cfg, tmp_path, [0, 1], ["main", "rho0"], QuietUI(), threads=1)
+
+
+def test_sweep_command_runs_one_arm_and_prints_the_summary(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    pytest.importorskip("ray")
+    cmd = [sys.executable, "-m", "psmlab.cli", "sweep", "--preset", "smoke", "--name", "c",
+           "--seeds", "0", "--arms", "rho0", "--threads", "1"]  # fmt: skip
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "# psmlab sweep 'c'" in proc.stdout  # the markdown summary, on stdout
+    assert (tmp_path / "runs" / "c" / "seed-0" / "control-rho0" / "emergent").is_dir()
+    out = json.loads((tmp_path / "runs" / "c" / "sweep.json").read_text())
+    assert out["arms"] == ["rho0"] and out["predictions"] == []  # no main run: no report
+    bad = subprocess.run([*cmd[:-2], "--threads", "999"], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=600)  # fmt: skip
+    assert bad.returncode == 2 and "Traceback" not in bad.stdout + bad.stderr

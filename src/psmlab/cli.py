@@ -34,7 +34,11 @@ app = typer.Typer(
 
 Preset = Annotated[
     str,
-    typer.Option("--preset", "-p", help="smoke (seconds, tests) | quick (minutes, default) | full"),
+    typer.Option(
+        "--preset",
+        "-p",
+        help="smoke (seconds, tests) | quick (minutes, default) | full | paper (3 seeds x arms, Ray)",
+    ),
 ]
 ConfigFile = Annotated[
     Path | None, typer.Option("--config", "-c", help="YAML/TOML/JSON file overriding the preset")

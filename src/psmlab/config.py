@@ -812,6 +812,8 @@ def build_config(
         data = deep_merge(data, parse_overrides(overrides))
     if name is not None:
         data["name"] = name
+    elif preset == "paper" and data.get("name") == RunConfig().name:
+        data["name"] = "paper"  # a sweep's folder of seeds, not the quick run's folder
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:

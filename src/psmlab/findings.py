@@ -130,6 +130,32 @@ def predictions_html(predictions: Sequence[Mapping[str, Any]]) -> list[str]:
     ]
 
 
+def glance_html(data: Mapping[str, Any]) -> list[str]:
+    """The answer first: each technique's composite mask index with its CI and verdict."""
+    audit = data.get("mask-index")
+    if not audit:
+        return []
+    e = html.escape
+    rows = "".join(
+        f"<tr><td>{e(t)}</td><td>{e(effect_text(m['composite']))}</td><td>{e(m['verdict'])}</td></tr>"
+        for t, m in audit["mask_index"]["models"].items()
+    )
+    return [
+        "<h2 id='glance'>Aligned model or only the mask?</h2>",
+        f"<p>{e(_seed_note(data))} Composite mask index: the prompt-only reference (pure mask) "
+        "= 1, the filtered reference (never learned the unaligned characters) = 0; details in "
+        "the mask-index section below.</p>",
+        f"<table><tr><th>technique</th><th>composite [95% CI]</th><th>verdict</th></tr>{rows}</table>",
+    ]
+
+
+def _seed_note(data: Mapping[str, Any]) -> str:
+    seeds = data.get("seeds") or [seeds_of(data["config"])]
+    if len(seeds) == 1:
+        return "One seed: these conclusions are single-seed (the paper preset repeats them over seeds)."
+    return f"{len(seeds)} seeds."
+
+
 def limitations_html(items: Sequence[str]) -> list[str]:
     lis = "".join(f"<li>{html.escape(x)}</li>" for x in items)
     return [f"<h2 id='limitations'>Limitations (from what was measured)</h2><ul>{lis}</ul>"]
@@ -138,7 +164,7 @@ def limitations_html(items: Sequence[str]) -> list[str]:
 def markdown_summary(data: Mapping[str, Any]) -> str:
     """The short summary printed at the end of `psmlab run`."""
     cfg = data["config"]
-    lines = [f"# psmlab run '{cfg['name']}' (preset {cfg['preset']})", ""]
+    lines = [f"# psmlab run '{cfg['name']}' (preset {cfg['preset']})", "", _seed_note(data), ""]
     audit = data.get("mask-index")
     if audit:
         lines += [

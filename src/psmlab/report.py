@@ -102,7 +102,7 @@ def write_report(run: RunDir, cfg: RunConfig, controls: Mapping[str, RunDir] | N
 
 
 def render_html(data: dict[str, Any]) -> str:
-    from psmlab.findings import limitations_html, predictions_html
+    from psmlab.findings import glance_html, limitations_html, predictions_html
 
     e = html.escape
     parts = [
@@ -117,6 +117,7 @@ def render_html(data: dict[str, Any]) -> str:
         "builds the model organism on which that question is measured.</p>",
         f"<p>Run: <code>{e(data['run'])}</code>, preset <code>{e(data['config']['preset'])}</code>.</p>",
     ]
+    parts += glance_html(data)
     if data.get("predictions"):
         parts += predictions_html(data["predictions"])
     stages = plan()
