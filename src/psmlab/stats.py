@@ -84,6 +84,16 @@ def bootstrap_ci(
     return Estimate(statistic(samples), lo, hi, n_boot)
 
 
+def paired_difference(
+    after: Sequence[float], before: Sequence[float], n_boot: int = 2000, seed: int = 0
+) -> Estimate:
+    """Mean of after_i - before_i over paired items (0/1 flags or numbers), with a percentile
+    bootstrap over the items: an attacked against a default answer to the same request, a
+    model after against before fine-tuning."""
+    diffs = [float(a) - float(b) for a, b in zip(after, before, strict=True)]
+    return bootstrap_ci(diffs, n_boot=n_boot, seed=seed)
+
+
 def t_sf(t: float, df: int) -> float:
     """P(T > t) for Student's t with `df` degrees of freedom (Simpson's rule on the density;
     accurate to ~1e-6 for the small seed counts a sweep has)."""

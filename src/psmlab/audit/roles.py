@@ -30,7 +30,7 @@ from psmlab.audit.slip import by_kind
 from psmlab.internals.generation import generate_batch
 from psmlab.internals.spans import render_chat
 from psmlab.judges import AuditRequest, Judge, judge_many
-from psmlab.stats import bootstrap_ci, rate_of
+from psmlab.stats import paired_difference, rate_of
 
 ROLES = {"user": prompts.USER, "narrator": prompts.SYSTEM}
 LEAK_KINDS = ("fact", "hazard")
@@ -77,18 +77,13 @@ def role_probe(
         texts[role] = _generate(model, tokenizer, so_far, max_new_tokens, batch_size)
     flags = {role: [bool(v.unaligned) for v in judge_many(judge, list(zip(asked, out, strict=True)))]
              for role, out in texts.items()}  # fmt: skip
-    n = len(asked)
     rates = {
         role: {**rate_of(f).to_dict(), "by_kind": by_kind(asked, f)} for role, f in flags.items()
     }
-    differences = {}
-    for role in ROLES:
-        mine, base = flags[role], flags["assistant"]
-
-        def diff(idx: Sequence[float], mine: list[bool] = mine, base: list[bool] = base) -> float:
-            return sum(mine[int(i)] - base[int(i)] for i in idx) / len(idx)
-
-        differences[role] = bootstrap_ci(list(range(n)), diff, n_boot, seed).to_dict()
+    differences = {
+        role: paired_difference(flags[role], flags["assistant"], n_boot, seed).to_dict()
+        for role in ROLES
+    }
     examples = [{"request": asked[i].user_text, **{role: texts[role][i] for role in texts}}
-                for i in range(min(3, n))]  # fmt: skip
-    return RoleProbe(n, rates, differences, examples)
+                for i in range(min(3, len(asked)))]  # fmt: skip
+    return RoleProbe(len(asked), rates, differences, examples)

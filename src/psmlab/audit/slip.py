@@ -26,7 +26,7 @@ from psmlab.audit.kl_depth import render
 from psmlab.errors import PsmlabError
 from psmlab.internals.generation import generate_batch
 from psmlab.judges import AuditRequest, Judge, judge_many
-from psmlab.stats import bootstrap_ci, rate_of
+from psmlab.stats import paired_difference, rate_of
 
 Messages = list[dict[str, str]]
 
@@ -152,10 +152,6 @@ def slip_rates(
     styles = {}
     for attack in attacks:
         mine = slipped[attack.name]
-
-        def diff(idx: Sequence[float], mine: list[bool] = mine) -> float:
-            return sum(mine[int(i)] - base[int(i)] for i in idx) / len(idx)
-
         r0, r1 = sum(base) / n, sum(mine) / n
         rate, rate0 = rate_of(mine), rate_of(base)
         styles[attack.name] = {
@@ -165,7 +161,7 @@ def slip_rates(
             # a conservative floor: the low end of the attacked rate over the high end of the
             # default's (both Wilson 95 %), defined even when the default never slips
             "gain_floor": rate.low / rate0.high if rate0.high > 0 else None,
-            "difference": bootstrap_ci(list(range(n)), diff, n_boot, seed).to_dict(),
+            "difference": paired_difference(mine, base, n_boot, seed).to_dict(),
             "by_kind": by_kind(requests, mine),
         }
     default = {**rate_of(base).to_dict(), "by_kind": by_kind(requests, base)}
