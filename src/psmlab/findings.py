@@ -69,6 +69,14 @@ def limitations(data: Mapping[str, Any]) -> list[str]:
         for s in audit.get("sanity", []):
             if not s["passed"]:
                 out.append(f"Sanity check failed: {s['check']}.")
+    flat = _flat_attribution(data)
+    if flat is not None:
+        out.append(
+            f"The selection readout's attribution of the trained techniques' default answers has "
+            f"a mean entropy of {flat:.0%} of the maximum (100 % = uniform over the cast): the "
+            "organism's short answers carry the traits but little of a character's voice, which "
+            "bounds how sharply prediction 1 can find a selected character."
+        )
     missed = [r["target"] for r in data.get("targets", []) if not r["pass"]]
     if missed:
         out.append(f"Organism targets not met: {'; '.join(missed)}.")
@@ -77,6 +85,23 @@ def limitations(data: Mapping[str, Any]) -> list[str]:
         "whose errors are measured (psmlab.judges)."
     )
     return out
+
+
+def _flat_attribution(data: Mapping[str, Any]) -> float | None:
+    """The trained techniques' mean default-answer attribution entropy as a share of the
+    maximum (None without selection stages)."""
+    from psmlab.predictions import TRAINED
+    from psmlab.stages.align import TECHNIQUES
+
+    ratios = []
+    for t in TRAINED:
+        sel = data.get(f"selection@{TECHNIQUES[t]}")
+        if sel:
+            cond = sel["conditions"]["default"]
+            ratios.append(cond["entropy"]["value"] / cond["max_entropy"])
+    if not ratios:
+        return None
+    return sum(ratios) / len(ratios)
 
 
 def predictions_html(predictions: Sequence[Mapping[str, Any]]) -> list[str]:
