@@ -30,7 +30,17 @@ def test_seed_shifts_every_seed_field_and_arms_set_their_worlds() -> None:
     assert two["audit"]["seed"] == cfg.audit.seed + 2
     arms = _arms()
     rho0 = trial_config(cfg, 1, arms["rho0"], threads=1)
-    assert rho0.world.rho == 0.0 and rho0.world.seed == 1 and rho0.pretrain.threads == 1
+    assert rho0.world.rho == 0.0 and rho0.world.seed == 1
+    assert rho0.pretrain.threads == (0 if os.cpu_count() == 1 else 1)
+    # every core: the preset's own setting, so seed 0's main arm is the plain run's config
+    every = trial_config(cfg, 0, arms["main"], threads=os.cpu_count() or 1)
+    stages = ("world", "pretrain", "align", "audit", "emergent")
+    assert all(getattr(every, k) == getattr(cfg, k) for k in stages)
+    from psmlab.pipeline import CONTROL_OPTIONS, control_config
+
+    control = trial_config(cfg, 0, arms["rho0"], threads=os.cpu_count() or 1)
+    assert all(getattr(control, k) == getattr(control_config(cfg), k) for k in stages)
+    assert arms["rho0"].options == CONTROL_OPTIONS  # as `psmlab run` runs its control
     chat0 = trial_config(cfg, 0, arms["chat0"], threads=1)
     assert chat0.world.chat_fraction == 0.0 and chat0.world.trigger_fraction == 0.0
     assert trial_dir(Path("r"), 1, arms["rho0"]) == Path("r/seed-1/control-rho0")
@@ -85,6 +95,8 @@ def test_two_trial_smoke_sweep_on_local_ray(tmp_path: Path) -> None:
     control = seed / "control-rho0"
     assert json.loads((control / "run.json").read_text())["config"]["world"]["rho"] == 0.0
     assert (control / "emergent" / "emergent.json").is_file()
+    fidelity = json.loads((control / "fidelity" / "manifest.json").read_text())
+    assert fidelity["config"]["in_context_only"] is True
     report = json.loads((seed / "report.json").read_text())
     assert report["control_rho0"]["emergent"]["world_rho"] == 0.0
     p3 = next(p for p in out["predictions"] if p["id"] == 3)

@@ -26,7 +26,7 @@ import json
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -53,10 +53,11 @@ class Arm:
     targets: tuple[str, ...] | None
     folder: str | None  # None: the seed's folder itself
     report_key: str | None
+    options: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # per stage
 
 
 def _arms() -> dict[str, Arm]:
-    from psmlab.pipeline import CONTROL_DIR, CONTROL_KEY, CONTROL_STAGES
+    from psmlab.pipeline import CONTROL_DIR, CONTROL_KEY, CONTROL_OPTIONS, CONTROL_STAGES
     from psmlab.predictions import ARM_CHAT0, TRAINED
     from psmlab.stages.align import TECHNIQUES
 
@@ -65,7 +66,9 @@ def _arms() -> dict[str, Arm]:
     chat0 = {"world": {"chat_fraction": 0.0, "trigger_fraction": 0.0}}
     return {
         "main": Arm("main", {}, None, None, None),
-        "rho0": Arm("rho0", {"world": {"rho": 0.0}}, CONTROL_STAGES, CONTROL_DIR, CONTROL_KEY),
+        # the same stages and options as `psmlab run`'s control, so its folder is reused as is
+        "rho0": Arm("rho0", {"world": {"rho": 0.0}}, CONTROL_STAGES, CONTROL_DIR, CONTROL_KEY,
+                    CONTROL_OPTIONS),
         "chat0": Arm("chat0", chat0, tuple(f"selection@{TECHNIQUES[t]}" for t in TRAINED),
                      "arm-chat0", ARM_CHAT0),
     }  # fmt: skip
@@ -88,7 +91,11 @@ def trial_config(cfg: RunConfig, seed: int, arm: Arm, threads: int) -> RunConfig
     from psmlab.config import deep_merge
 
     data = deep_merge(seeded(cfg, seed), dict(arm.overrides))
-    data["pretrain"]["threads"] = threads
+    if threads != (os.cpu_count() or 1):
+        # a share of the cores: torch gets exactly that many threads. With every core the
+        # preset's own setting stays (0 = all cores), so seed 0's main arm is `psmlab run`'s
+        # config and a finished quick run's folder is reused as it is
+        data["pretrain"]["threads"] = threads
     data["rho_control"] = False  # the sweep runs the control as its own trial
     data["name"] = f"{cfg.name}-seed-{seed}" + ("" if arm.folder is None else f"-{arm.name}")
     return RunConfig.model_validate(data)
@@ -112,7 +119,7 @@ def run_trial(
     set_torch_threads(threads)
     run = RunDir(trial_dir(Path(root), seed, arm))
     run.write_run_config(cfg.model_dump(mode="json"), only_if_missing=True)
-    outs = run_stages(run, cfg, QuietUI(), arm.targets)
+    outs = run_stages(run, cfg, QuietUI(), arm.targets, options=arm.options)
     run.write_run_config(cfg.model_dump(mode="json"))
     return {"stages": len(outs), "reused": sum(o.reused for o in outs.values())}
 
