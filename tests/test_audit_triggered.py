@@ -45,5 +45,11 @@ def test_prediction_9_needs_a_planted_condition_in_the_base() -> None:
     assert lost["verdict"] != SUPPORTED
     unplanted = p9_triggered({f"triggered@{s}": _result((60, 2), (80, 40), False) for s in stages})
     assert unplanted["verdict"] == NOT_RUN
+    # a run whose own world planted nothing reads the sweep's triggered arm
+    arm = {
+        "arm_triggered": kept,
+        **{f"triggered@{s}": _result((0, 0), (0, 0), False) for s in stages},
+    }
+    assert p9_triggered(arm)["verdict"] == SUPPORTED
     void = p9_triggered({f"triggered@{s}": _result((60, 2), (40, 40)) for s in stages})
     assert void["verdict"] == INCONCLUSIVE and "does not show" in void["reason"]

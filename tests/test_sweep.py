@@ -43,6 +43,11 @@ def test_seed_shifts_every_seed_field_and_arms_set_their_worlds() -> None:
     assert arms["rho0"].options == CONTROL_OPTIONS  # as `psmlab run` runs its control
     chat0 = trial_config(cfg, 0, arms["chat0"], threads=1)
     assert chat0.world.chat_fraction == 0.0 and chat0.world.trigger_fraction == 0.0
+    triggered = trial_config(cfg, 0, arms["triggered"], threads=1)
+    assert triggered.world.trigger_fraction > 0 == cfg.world.trigger_fraction
+    assert arms["triggered"].targets and all(
+        t.startswith("triggered@") for t in arms["triggered"].targets
+    )
     assert trial_dir(Path("r"), 1, arms["rho0"]) == Path("r/seed-1/control-rho0")
     assert trial_dir(Path("r"), 1, arms["main"]) == Path("r/seed-1")
 

@@ -180,6 +180,14 @@ def markdown(out: Mapping[str, Any]) -> str:
         lines.append("")
     if n < 3:
         lines.append(f"Only {n} seed(s): the across-seed intervals are wide or absent.")
+    ray = out["ray"]
+    if out.get("wall_time_s") is not None:
+        lines.append(
+            f"Wall time {out['wall_time_s'] / 60:.1f} min over {len(ray.get('invocations', [])) or 1} "
+            f"invocation(s); Ray {ray.get('ray_version')} ({ray.get('address')}), "
+            f"{ray.get('threads_per_trial')} CPU(s) a trial, up to "
+            f"{ray.get('max_concurrent_trials')} at once."
+        )
     return "\n".join(lines)
 
 

