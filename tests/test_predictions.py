@@ -22,6 +22,8 @@ from psmlab.predictions import (
     newcombe,
     normal_difference,
     p3_emergent,
+    p5_shallow,
+    style_mean,
 )
 from psmlab.rundir import RunDir
 
@@ -45,6 +47,29 @@ def test_difference_intervals() -> None:
     assert d["low"] == pytest.approx(0.4 - (0.1**2 + 0.1**2) ** 0.5)
     n = normal_difference(a, b)
     assert n["value"] == pytest.approx(0.4) and n["high"] - n["low"] > 0.2
+
+
+def test_style_mean_averages_paired_differences() -> None:
+    styles = {s: {"difference": {"value": v, "low": v - w, "high": v + w}}
+              for s, v, w in (("roleplay", 0.6, 0.1), ("system", 0.3, 0.05), ("switch", 0.0, 0.03))}  # fmt: skip
+    m = style_mean(styles)
+    assert m["value"] == pytest.approx(0.3) and m["low"] == pytest.approx(0.3 - 0.06)
+    assert m["high"] == pytest.approx(0.3 + 0.06)
+
+
+def test_shallow_alignment_reads_a_never_reached_prefill_as_not_shallow() -> None:
+    kl = {"counts": [10] * 12, "front_3": {"value": 0.9, "low": 0.8, "high": 0.95}}
+    report = {"kl-depth@align-rlhf": kl,
+              "prefill@align-rlhf": {"aligned": {"k_half": {"value": float("nan"),
+                                                            "low": float("nan"), "high": None}}}}  # fmt: skip
+    p5 = p5_shallow(report)
+    row = p5["per_technique"]["rlhf"]
+    assert row["effect_verdict"] == SUPPORTED  # the KL mass is in front...
+    (c,) = row["checks"].values()
+    assert c["value"] is None and c["verdict"] == NOT_SUPPORTED  # ...but half is never reached
+    assert p5["verdict"] == NOT_SUPPORTED
+    report["prefill@align-rlhf"]["aligned"]["k_half"] = {"value": 1.0, "low": 1.0, "high": 2.0}
+    assert p5_shallow(report)["verdict"] == SUPPORTED
 
 
 def _world(rise: list[tuple[bool, bool]], trained: float, rho: float) -> dict[str, Any]:
@@ -82,7 +107,8 @@ def test_emergent_misalignment_across_worlds() -> None:
     assert no["verdict"] == NOT_SUPPORTED
     void = p3_emergent({"emergent": _world(rises, 0.3, 0.8),
                         "control_rho0": {"emergent": _world(flat, 1.0, 0.0)}})  # fmt: skip
-    assert void["verdict"] == INCONCLUSIVE and "not learned" in void["reason"]
+    assert void["verdict"] == INCONCLUSIVE and "learned in the rho world" in void["reason"]
+    assert [c["verdict"] == SUPPORTED for c in void["checks"].values()] == [False, True]
     assert p3_emergent({"emergent": _world(rises, 1.0, 0.8)})["verdict"] == NOT_RUN
 
 

@@ -11,10 +11,20 @@ from pathlib import Path
 
 import pytest
 
-from psmlab.aggregate import combine_prediction
+from psmlab.aggregate import combine_auditing_game, combine_prediction
 from psmlab.config import build_config
 from psmlab.errors import PsmlabError
-from psmlab.predictions import NOT_RUN, NOT_SUPPORTED, SUPPORTED
+from psmlab.predictions import (
+    ABOVE,
+    AT_MOST,
+    CLAIM,
+    GATE,
+    INCONCLUSIVE,
+    NOT_RUN,
+    NOT_SUPPORTED,
+    SUPPORTED,
+    check,
+)
 from psmlab.sweep import _arms, run_sweep, seeded, trial_config, trial_dir
 from psmlab.ui import QuietUI
 
@@ -81,6 +91,66 @@ def test_predictions_combine_across_seeds() -> None:
     assert per["verdict"] == NOT_SUPPORTED  # "for every technique" fails on cai
     none = combine_prediction([{**_pred(9, 0, NOT_RUN), "effect": None, "reason": "r"}])
     assert none["verdict"] == NOT_RUN and none["reason"] == "r"
+
+
+def _row(value: float | None, verdict: str, checks: dict | None = None) -> dict:
+    effect = None if value is None else {"what": "w", "value": value, "low": value - 0.05,
+                                          "high": value + 0.05}  # fmt: skip
+    return {"effect": effect, "effect_verdict": verdict, "verdict": verdict,
+            "checks": checks or {}}  # fmt: skip
+
+
+def test_checks_join_the_verdict_across_seeds() -> None:
+    # P5-like: the effect holds in every seed, the prefill check fails in every seed (k½ 6-7)
+    def seed(k: float) -> dict:
+        c = {"k½ at most 3": check(k, 3.0, AT_MOST, NOT_SUPPORTED, CLAIM)}
+        return {**_pred(5, 0.3, NOT_SUPPORTED), "per_technique": {"rlhf": _row(0.3, SUPPORTED, c)}}
+
+    p5 = combine_prediction([seed(6.0), seed(7.0), seed(6.5)])
+    row = p5["per_technique"]["rlhf"]
+    assert row["effect"]["low"] > 0.1  # the effect alone would be supported
+    assert row["checks"]["k½ at most 3"]["verdict"] == NOT_SUPPORTED
+    assert row["verdict"] == NOT_SUPPORTED and p5["verdict"] == NOT_SUPPORTED
+
+    # P3-like: a gate (the trained trait learned) that no seed shows voids the test
+    def gated(v: float) -> dict:
+        g = {"learned": check(0.2, 0.5, ABOVE, NOT_SUPPORTED, GATE)}
+        return {**_pred(3, v, INCONCLUSIVE), "effect_verdict": SUPPORTED, "checks": g}
+
+    p3 = combine_prediction([gated(0.4), gated(0.5), gated(0.45)])
+    assert p3["effect"]["low"] > 0.1 and p3["verdict"] == INCONCLUSIVE
+    assert "learned" in p3["reason"]
+    # one usable value: the verdict is that seed's, whichever seed it is
+    p6 = combine_prediction([{**_pred(6, 0, INCONCLUSIVE), "per_technique": {"rlhf": _row(None, INCONCLUSIVE)}},
+                             {**_pred(6, 0, SUPPORTED), "per_technique": {"rlhf": _row(0.8, SUPPORTED)}}])  # fmt: skip
+    assert p6["per_technique"]["rlhf"]["verdict"] == SUPPORTED
+
+
+def test_pairs_are_bonferroni_adjusted_and_two_sided_across_seeds() -> None:
+    def seed(d: float) -> dict:
+        pairs = {"cai - deliberative": {"value": d}, "rlhf - cai": {"value": 0.01},
+                 "rlhf - deliberative": {"value": d + 0.01}}  # fmt: skip
+        return {**_pred(8, d, SUPPORTED), "pairs": pairs}
+
+    p8 = combine_prediction([seed(-0.2), seed(-0.25), seed(-0.22)])
+    pair = p8["pairs"]["cai - deliberative"]
+    assert pair["confidence"] == pytest.approx(1 - 0.05 / 3) and pair["high"] < 0
+    assert pair["p_value"] < 0.05 and p8["verdict"] == SUPPORTED  # a negative difference counts
+
+
+def test_auditing_game_combines_per_role() -> None:
+    def game(user: float) -> dict:
+        roles = {"user": {"value": user, "low": user - 0.02, "high": user + 0.02},
+                 "narrator": {"value": 0.0, "low": -0.01, "high": 0.01}}  # fmt: skip
+        row = {"effect": {"what": "user - assistant leak", **roles["user"]}, "roles": roles,
+               "verdict": SUPPORTED}  # fmt: skip
+        return {"claim": "c", "anchor": "a", "per_technique": {"rlhf": row}, "verdict": SUPPORTED}
+
+    out = combine_auditing_game([game(0.1), game(0.12), None, game(0.11)])
+    assert out is not None and out["verdict"] == SUPPORTED
+    assert out["per_technique"]["rlhf"]["roles"]["user"]["n_seeds"] == 3
+    assert out["per_technique"]["rlhf"]["roles"]["narrator"]["verdict"] != SUPPORTED
+    assert combine_auditing_game([None]) is None
 
 
 def test_two_trial_smoke_sweep_on_local_ray(tmp_path: Path) -> None:

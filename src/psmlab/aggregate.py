@@ -12,8 +12,20 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from psmlab.findings import MARK, effect_text
-from psmlab.predictions import INCONCLUSIVE, NOT_RUN, SUPPORTED, above, every
+from psmlab.findings import MARK, checks_text, effect_text
+from psmlab.predictions import (
+    EQUIVALENT,
+    INCONCLUSIVE,
+    NOT_RUN,
+    NOT_SUPPORTED,
+    SUPPORTED,
+    above,
+    check,
+    every,
+    number,
+    side_verdict,
+    with_checks,
+)
 from psmlab.rundir import RunDir, write_json_atomic
 from psmlab.stats import across_seeds
 
@@ -36,23 +48,99 @@ def seed_report(root: Path, seed: int, arms: Mapping[str, Any]) -> dict[str, Any
     return data
 
 
-def _two_sided(agg: Mapping[str, Any]) -> str:
-    if agg.get("low") is None:
-        return INCONCLUSIVE
-    return SUPPORTED if agg["low"] > 0 or agg["high"] < 0 else INCONCLUSIVE
-
-
-def _verdict(agg: Mapping[str, Any], seed_verdicts: Sequence[str]) -> str:
-    """The across-seed interval's verdict; with one seed, that seed's own verdict."""
-    if agg["n_seeds"] == 0:
+def _agreed(seed_verdicts: Sequence[str]) -> str:
+    """Verdict on something with no across-seed number: the seeds' verdict where they all agree,
+    else inconclusive."""
+    vs = [v for v in seed_verdicts if v != NOT_RUN]
+    if not vs:
         return NOT_RUN
-    if agg["n_seeds"] == 1:
-        return next(v for v in seed_verdicts if v != NOT_RUN)
-    return above(agg, agg["threshold"])
+    return vs[0] if len(set(vs)) == 1 else INCONCLUSIVE
+
+
+def _effect_verdict(agg: Mapping[str, Any], pairs: Sequence[tuple[Any, str]]) -> str:
+    """The across-seed interval's verdict on the effect; with one usable seed, that seed's own
+    verdict (the seed that has the value, not merely the first); with none, the seeds'."""
+    if agg["n_seeds"] >= 2:
+        return above(agg, agg["threshold"])
+    usable = [v for x, v in pairs if number(x) is not None]
+    return usable[0] if usable else _agreed([v for _, v in pairs])
+
+
+def combine_checks(per_seed: Sequence[Mapping[str, Mapping[str, Any]]]) -> dict[str, Any]:
+    """Each condition a prediction needs besides its effect, across seeds: its mean with a
+    Student-t interval tested on its side of the threshold where every seed measured it, else
+    the seeds' verdicts where they agree (inconclusive where they do not)."""
+    names = list(dict.fromkeys(n for checks in per_seed for n in checks))
+    out: dict[str, Any] = {}
+    for name in names:
+        cs = [checks[name] for checks in per_seed if name in checks]
+        first = cs[0]
+        agg = across_seeds([c["value"] for c in cs], first["threshold"])
+        seed_verdicts = [c["verdict"] for c in cs]
+        if agg["n_seeds"] >= 2 and agg["n_seeds"] == len(cs):
+            verdict = side_verdict(agg, first["threshold"], first["side"])
+        else:
+            verdict = _agreed(seed_verdicts)
+        out[name] = {**check(agg["value"], first["threshold"], first["side"], verdict,
+                             first["role"]), "across_seeds": agg, "seed_verdicts": seed_verdicts}  # fmt: skip
+    return out
+
+
+def _combine_pairs(ran: Sequence[Mapping[str, Any]], out: dict[str, Any]) -> dict[str, Any]:
+    """Prediction 8: every pair's difference across seeds, two-sided, Bonferroni over pairs."""
+    pairs = sorted({k for p in ran for k in p.get("pairs", {})})
+    level = 1 - 0.05 / max(1, len(pairs))
+    aggs = {k: across_seeds([p["pairs"][k]["value"] for p in ran if k in p.get("pairs", {})],
+                            confidence=level, two_sided=True) for k in pairs}  # fmt: skip
+    out["pairs"] = aggs
+    if len(ran) == 1:
+        out["verdict"] = ran[0]["verdict"]
+    else:
+        known = [a for a in aggs.values() if a["low"] is not None]
+        differ = [a for a in known if a["low"] > 0 or a["high"] < 0]
+        same = (
+            bool(known)
+            and len(known) == len(aggs)
+            and all(a["low"] >= -EQUIVALENT and a["high"] <= EQUIVALENT for a in known)
+        )
+        out["verdict"] = SUPPORTED if differ else NOT_SUPPORTED if same else INCONCLUSIVE
+    big = max(aggs, key=lambda k: abs(aggs[k]["value"] or 0.0)) if aggs else None
+    out["effect"] = {"what": f"difference ({big})", **aggs[big]} if big else None
+    return out
+
+
+def combine_auditing_game(games: Sequence[Mapping[str, Any] | None]) -> dict[str, Any] | None:
+    """Prediction 2's auditing-game probe across seeds: each role's leak minus the Assistant's
+    per technique; a technique is supported when some role's interval is above 0."""
+    ok = [g for g in games if g]
+    if not ok:
+        return None
+    rows: dict[str, Any] = {}
+    for t in sorted({t for g in ok for t in g["per_technique"]}):
+        rs = [g["per_technique"][t] for g in ok if t in g["per_technique"]]
+        roles: dict[str, Any] = {}
+        for role in dict.fromkeys(r for x in rs for r in x.get("roles", {})):
+            ds = [x["roles"][role] for x in rs if role in x.get("roles", {})]
+            agg = across_seeds([d["value"] for d in ds])
+            roles[role] = {**agg, "verdict": above(agg if agg["n_seeds"] >= 2 else ds[0], 0.0)}
+        verdicts = {r: a["verdict"] for r, a in roles.items()}
+        if not roles:
+            verdict = _agreed([x["verdict"] for x in rs])
+        elif SUPPORTED in verdicts.values():
+            verdict = SUPPORTED
+        else:
+            verdict = NOT_SUPPORTED if set(verdicts.values()) == {NOT_SUPPORTED} else INCONCLUSIVE
+        best = max(roles, key=lambda r: roles[r]["value"] or 0.0) if roles else None
+        effect = {"what": f"{best} - assistant leak", **roles[best]} if best else None
+        rows[t] = {"effect": effect, "roles": roles, "verdict": verdict,
+                   "supported_in": sum(x["verdict"] == SUPPORTED for x in rs)}  # fmt: skip
+    return {"claim": ok[0]["claim"], "anchor": ok[0]["anchor"], "per_technique": rows,
+            "verdict": every({t: r["verdict"] for t, r in rows.items()})}  # fmt: skip
 
 
 def combine_prediction(per_seed: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
-    """One prediction across seeds (each seed's dict from `predictions.evaluate`)."""
+    """One prediction across seeds (each seed's dict from `predictions.evaluate`): the effect's
+    mean and Student-t interval, every check's likewise, and the verdict they give together."""
     first = per_seed[0]
     verdicts = [p["verdict"] for p in per_seed]
     out: dict[str, Any] = {k: first[k] for k in ("id", "name", "claim", "test", "control")}
@@ -64,46 +152,45 @@ def combine_prediction(per_seed: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         out.update(verdict=NOT_RUN, effect=None, reason=first.get("reason"))
         return out
     if first["id"] == 8:  # pairwise differences, two-sided
-        pairs = sorted({k for p in ran for k in p.get("pairs", {})})
-        aggs = {k: across_seeds([p["pairs"][k]["value"] for p in ran if k in p.get("pairs", {})])
-                for k in pairs}  # fmt: skip
-        per = {k: (_two_sided(a) if a["n_seeds"] > 1 else None) for k, a in aggs.items()}
-        out["pairs"] = aggs
-        if len(ran) == 1:
-            out["verdict"] = ran[0]["verdict"]
-        else:
-            out["verdict"] = SUPPORTED if SUPPORTED in per.values() else INCONCLUSIVE
-        big = max(aggs, key=lambda k: abs(aggs[k]["value"] or 0.0)) if aggs else None
-        out["effect"] = {"what": f"difference ({big})", **aggs[big]} if big else None
-        return out
+        return _combine_pairs(ran, out)
     techniques = sorted({t for p in ran for t in (p.get("per_technique") or {})})
     if techniques:
         rows = {}
         for t in techniques:
             mine = [p["per_technique"][t] for p in ran if t in (p.get("per_technique") or {})]
-            agg = across_seeds(
-                [r["effect"]["value"] for r in mine if r["effect"]], out["threshold"]
-            )
-            rows[t] = {"effect": {"what": mine[0]["effect"]["what"] if mine[0]["effect"] else "",
-                                  **agg},
-                       "verdict": _verdict(agg, [r["verdict"] for r in mine]),
+            pairs = [((r["effect"] or {}).get("value"), r.get("effect_verdict", r["verdict"]))
+                     for r in mine]  # fmt: skip
+            agg = across_seeds([x for x, _ in pairs], out["threshold"])
+            checks = combine_checks([r.get("checks") or {} for r in mine])
+            verdict, reason = with_checks(_effect_verdict(agg, pairs), checks)
+            what = next((r["effect"]["what"] for r in mine if r["effect"]), "")
+            rows[t] = {"effect": {"what": what, **agg}, "checks": checks, "verdict": verdict,
                        "supported_in": sum(r["verdict"] == SUPPORTED for r in mine)}  # fmt: skip
+            if reason:
+                rows[t]["reason"] = reason
         out["per_technique"] = rows
-        out["verdict"] = every({t: r["verdict"] for t, r in rows.items()})
+        verdict = every({t: r["verdict"] for t, r in rows.items()})
         lows = [r["effect"] for r in rows.values() if r["effect"].get("value") is not None]
         out["effect"] = (
             min(lows, key=lambda e: e["low"] if e["low"] is not None else e["value"])
             if lows
             else None
         )
-        return out
-    values = [p["effect"]["value"] for p in ran if p.get("effect")]
-    agg = across_seeds(values, out["threshold"])
-    what = next((p["effect"]["what"] for p in ran if p.get("effect")), "")
-    out["effect"] = {"what": what, **agg}
-    out["verdict"] = _verdict(agg, [p["verdict"] for p in ran])
-    if any(p["verdict"] == INCONCLUSIVE and p.get("reason") for p in ran):
-        out["reason"] = "; ".join(sorted({p["reason"] for p in ran if p.get("reason")}))
+    else:
+        pairs = [((p.get("effect") or {}).get("value"), p.get("effect_verdict", p["verdict"]))
+                 for p in ran]  # fmt: skip
+        agg = across_seeds([x for x, _ in pairs], out["threshold"])
+        what = next((p["effect"]["what"] for p in ran if p.get("effect")), "")
+        out["effect"] = {"what": what, **agg}
+        verdict = _effect_verdict(agg, pairs)
+    checks = combine_checks([p.get("checks") or {} for p in ran])
+    out["verdict"], reason = with_checks(verdict, checks)
+    if checks:
+        out["checks"] = checks
+    if reason:
+        out["reason"] = reason
+    if first["id"] == 2:
+        out["auditing_game"] = combine_auditing_game([p.get("auditing_game") for p in ran])
     return out
 
 
@@ -160,6 +247,17 @@ def _agg_text(e: Mapping[str, Any] | None) -> str:
     return text
 
 
+def _lowest(rows: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The per-technique effect closest to failing (lowest low end, else lowest value)."""
+    es = [
+        r["effect"]
+        for r in rows.values()
+        if r.get("effect") and r["effect"].get("value") is not None
+    ]
+    key = lambda e: e["low"] if e.get("low") is not None else e["value"]  # noqa: E731
+    return min(es, key=key) if es else None
+
+
 def markdown(out: Mapping[str, Any]) -> str:
     n = len(out["seeds"])
     lines = [f"# psmlab sweep '{out['name']}' (preset {out['preset']}, {n} seed(s), arms "
@@ -177,7 +275,15 @@ def markdown(out: Mapping[str, Any]) -> str:
         for p in out["predictions"]:
             lines.append(f"| {p['id']} | {p['name']} | {_agg_text(p.get('effect'))} | "
                          f"{p['supported_in']}/{n} | {MARK[p['verdict']]} |")  # fmt: skip
+            game = p.get("auditing_game")
+            if game:
+                best = _lowest(game["per_technique"])
+                lines.append(f"| {p['id']}b | auditing-game probe | {_agg_text(best)} | — | "
+                             f"{MARK[game['verdict']]} |")  # fmt: skip
         lines.append("")
+        notes = [f"- {p['id']} ({p['name']}): {p['reason']}" for p in out["predictions"]
+                 if p.get("reason") and p["verdict"] != NOT_RUN]  # fmt: skip
+        lines += [*notes, ""] if notes else []
     if n < 3:
         lines.append(f"Only {n} seed(s): the across-seed intervals are wide or absent.")
     ray = out["ray"]
@@ -197,9 +303,23 @@ def render_html(out: Mapping[str, Any]) -> str:
     for p in out["predictions"]:
         per = "".join(
             f"<br><small>{e(t)}: {e(_agg_text(r['effect']))} ({e(MARK[r['verdict']])}, "
-            f"{r['supported_in']} seed(s))</small>"
+            f"{r['supported_in']} seed(s))"
+            + (f"; {e(checks_text(r['checks']))}" if r.get("checks") else "")
+            + "</small>"
             for t, r in (p.get("per_technique") or {}).items()
         )
+        if p.get("checks"):
+            per += f"<br><small>{e(checks_text(p['checks']))}</small>"
+        if p.get("reason"):
+            per += f"<br><small>{e(p['reason'])}</small>"
+        game = p.get("auditing_game")
+        if game:
+            per += (f"<br><small>auditing-game probe ({e(game['anchor'])}): "
+                    f"<b>{e(MARK[game['verdict']])}</b></small>")  # fmt: skip
+            per += "".join(
+                f"<br><small>{e(t)}: {e(_agg_text(r['effect']))}</small>"
+                for t, r in game["per_technique"].items()
+            )
         rows += (f"<tr><td>{p['id']}</td><td><b>{e(p['name'])}</b><br><small>{e(p['claim'])}"
                  f"</small></td><td><small>{e(p['test'])}</small></td><td>"
                  f"{e(_agg_text(p.get('effect')))}{per}</td><td>{p['supported_in']}/"

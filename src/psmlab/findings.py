@@ -104,6 +104,15 @@ def _flat_attribution(data: Mapping[str, Any]) -> float | None:
     return sum(ratios) / len(ratios)
 
 
+def checks_text(checks: Mapping[str, Mapping[str, Any]] | None) -> str:
+    """A prediction's conditions besides its effect: 'name: value (verdict)'."""
+    parts = []
+    for name, c in (checks or {}).items():
+        value = "none" if c.get("value") is None else f"{c['value']:.3g}"
+        parts.append(f"{name}: {value} ({MARK[c['verdict']]})")
+    return "; ".join(parts)
+
+
 def predictions_html(predictions: Sequence[Mapping[str, Any]]) -> list[str]:
     e = html.escape
     rows = ""
@@ -111,9 +120,13 @@ def predictions_html(predictions: Sequence[Mapping[str, Any]]) -> list[str]:
         per = p.get("per_technique") or {}
         detail = "".join(
             f"<br><small>{e(t)}: {e(effect_text(r['effect']))} ({e(MARK[r['verdict']])}); "
-            f"{e(r.get('detail', ''))}</small>"
+            f"{e(r.get('detail', ''))}"
+            + (f"; {e(checks_text(r['checks']))}" if r.get("checks") else "")
+            + "</small>"
             for t, r in per.items()
         )
+        if p.get("checks"):
+            detail += f"<br><small>{e(checks_text(p['checks']))}</small>"
         if p.get("reason"):
             detail += f"<br><small>{e(p['reason'])}</small>"
         if p.get("trigger"):

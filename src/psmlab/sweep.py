@@ -149,11 +149,14 @@ def run_sweep(
     if not seeds or len(set(seeds)) != len(seeds):
         raise PsmlabError(f"seeds {list(seeds)} must be distinct and at least one")
     cores = os.cpu_count() or 1
-    threads = threads or cores
+    if threads > cores and not address:
+        raise PsmlabError(f"a trial asks for {threads} CPUs but this machine has {cores}",
+                          hint="lower --threads (0 = every core)")  # fmt: skip
     root = (runs_root / cfg.name).resolve()
     root.mkdir(parents=True, exist_ok=True)
     trials = [{"seed": s, "arm": a} for s in seeds for a in arms]
     plan_file = root / "sweep-plan.json"
+    # the requested thread budget (0 = every core), so a resume on another machine is the same plan
     plan = {"config": cfg.model_dump(mode="json"), "trials": trials, "threads": threads}
     if plan_file.exists() and json.loads(plan_file.read_text()) != plan:
         raise PsmlabError(
@@ -162,13 +165,17 @@ def run_sweep(
         )
     write_json_atomic(plan_file, plan)
     t0 = time.time()
-    ray_info = _fit(root, cfg, trials, threads, cores, address, ui)
-    # every invocation's wall time (an interrupted sweep is resumed by another invocation)
     log_file = root / "sweep-times.json"
-    times = json.loads(log_file.read_text()) if log_file.exists() else []
-    times.append({"started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(t0)),
-                  "seconds": round(time.time() - t0, 1)})  # fmt: skip
-    write_json_atomic(log_file, times)
+    finished = False
+    try:
+        ray_info = _fit(root, cfg, trials, threads or cores, cores, address, ui)
+        finished = True
+    finally:
+        # every invocation's wall time, an interrupted one too (another invocation resumes it)
+        times = json.loads(log_file.read_text()) if log_file.exists() else []
+        times.append({"started": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(t0)),
+                      "seconds": round(time.time() - t0, 1), "finished": finished})  # fmt: skip
+        write_json_atomic(log_file, times)
     path = aggregate(root, cfg, seeds, arms, {**ray_info, "invocations": times},
                      sum(t["seconds"] for t in times))  # fmt: skip
     ui.log(f"[bold green]sweep[/bold green]: {path}, {root / 'sweep.html'}")
