@@ -174,6 +174,8 @@ def test_two_trial_smoke_sweep_on_local_ray(tmp_path: Path) -> None:
     assert fidelity["config"]["in_context_only"] is True
     report = json.loads((seed / "report.json").read_text())
     assert report["control_rho0"]["emergent"]["world_rho"] == 0.0
+    assert report["sweep"] == {"name": "sw", "seed": 0, "seeds": [0]}
+    assert "Seed 0 of the sweep 'sw'" in (seed / "summary.md").read_text()
     p3 = next(p for p in out["predictions"] if p["id"] == 3)
     assert p3["verdict"] != NOT_RUN and p3["effect"]["n_seeds"] == 1  # the control ran
     assert [p["id"] for p in out["predictions"]] == list(range(1, 10))

@@ -30,7 +30,9 @@ from psmlab.rundir import RunDir, write_json_atomic
 from psmlab.stats import across_seeds
 
 
-def seed_report(root: Path, seed: int, arms: Mapping[str, Any]) -> dict[str, Any] | None:
+def seed_report(
+    root: Path, seed: int, arms: Mapping[str, Any], seeds: Sequence[int] = ()
+) -> dict[str, Any] | None:
     """Write the seed's report (main run with every other arm that ran as a control); None when
     the seed has no main run."""
     from psmlab.config import RunConfig
@@ -43,7 +45,8 @@ def seed_report(root: Path, seed: int, arms: Mapping[str, Any]) -> dict[str, Any
     cfg = RunConfig.model_validate(json.loads((seed_dir / "run.json").read_text())["config"])
     controls = {a.report_key: RunDir(seed_dir / a.folder) for a in arms.values()
                 if a.report_key and a.folder}  # fmt: skip
-    path = write_report(run, cfg, controls)
+    path = write_report(run, cfg, controls, {"name": root.name, "seed": seed,
+                                             "seeds": list(seeds) or [seed]})  # fmt: skip
     data: dict[str, Any] = json.loads(path.read_text())
     return data
 
@@ -212,7 +215,7 @@ def aggregate(
     from psmlab.sweep import _arms
 
     arms = {a: _arms()[a] for a in arm_names}
-    reports = {s: r for s in seeds if (r := seed_report(root, s, arms)) is not None}
+    reports = {s: r for s in seeds if (r := seed_report(root, s, arms, seeds)) is not None}
     preds: list[dict[str, Any]] = []
     if reports:
         by_id: dict[int, list[dict[str, Any]]] = {}

@@ -37,7 +37,9 @@ def limitations(data: Mapping[str, Any]) -> list[str]:
     cfg = data["config"]
     out = []
     seeds = data.get("seeds") or [seeds_of(cfg)]
-    if len(seeds) == 1:
+    if data.get("sweep"):
+        out.append(_seed_note(data))
+    elif len(seeds) == 1:
         out.append(
             f"One seed ({seeds_of(cfg)}): every interval is over requests within one world, "
             "one pretraining and one alignment; the conclusions are single-seed (the paper "
@@ -188,6 +190,11 @@ def glance_html(data: Mapping[str, Any]) -> list[str]:
 
 
 def _seed_note(data: Mapping[str, Any]) -> str:
+    sweep = data.get("sweep")
+    if sweep:
+        return (f"Seed {sweep['seed']} of the sweep '{sweep['name']}' over seeds "
+                f"{sweep['seeds']}: this report's intervals are within this seed; the sweep's "
+                "summary (sweep.json, sweep.html) gives them across seeds.")  # fmt: skip
     seeds = data.get("seeds") or [seeds_of(data["config"])]
     if len(seeds) == 1:
         return "One seed: these conclusions are single-seed (the paper preset repeats them over seeds)."

@@ -28,12 +28,17 @@ def _collect_stages(run: RunDir, stages: list[Stage]) -> dict[str, Any]:
 
 
 def collect(
-    run: RunDir, cfg: RunConfig, controls: Mapping[str, RunDir] | None = None
+    run: RunDir,
+    cfg: RunConfig,
+    controls: Mapping[str, RunDir] | None = None,
+    sweep: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """report.json: config, stage metrics, each stage's collected data, control sub-runs
     (`controls`: report key -> sub-run, e.g. {"control_rho0": runs/x/control-rho0})."""
     stages = plan()
     out: dict[str, Any] = {"run": str(run.root), "config": cfg.model_dump(mode="json")}
+    if sweep:  # a seed of a sweep: {name, seed, seeds}
+        out["sweep"] = dict(sweep)
     for stage in stages:
         if run.is_finished(stage.name):
             m = run.manifest(stage.name)
@@ -83,11 +88,16 @@ def targets(data: dict[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def write_report(run: RunDir, cfg: RunConfig, controls: Mapping[str, RunDir] | None = None) -> Path:
+def write_report(
+    run: RunDir,
+    cfg: RunConfig,
+    controls: Mapping[str, RunDir] | None = None,
+    sweep: Mapping[str, Any] | None = None,
+) -> Path:
     """report.json, report.html, predictions.json and summary.md (the markdown summary)."""
     from psmlab.findings import markdown_summary
 
-    data = collect(run, cfg, controls)
+    data = collect(run, cfg, controls, sweep)
     path = run.root / "report.json"
     write_json_atomic(path, data)
     write_json_atomic(run.root / "predictions.json", data["predictions"])
