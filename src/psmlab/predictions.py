@@ -352,14 +352,16 @@ def p3_emergent(report: Mapping[str, Any], n_boot: int = 2000) -> dict[str, Any]
             check(learned[w]["value"], LEARNED, ABOVE, above(learned[w], LEARNED), GATE)
         for w, name in (("rho", "rho"), ("rho0", "rho = 0"))
     }  # fmt: skip
-    verdict, reason = with_checks(above(effect, 0.0), checks)
+    effect_verdict = above(effect, 0.0)
+    verdict, reason = with_checks(effect_verdict, checks)
     worlds = {
         w: {"cluster_rise": d["arms"]["narrow"]["rise"]["default"]["cluster"],
             "trained_rise": learned[w], "rho": d.get("world_rho")}
         for w, d in (("rho", mine), ("rho0", theirs))
     }  # fmt: skip
     return _prediction(3, "emergent misalignment", claim, test, control, effect=effect,
-                       worlds=worlds, checks=checks, verdict=verdict, reason=reason)  # fmt: skip
+                       worlds=worlds, checks=checks, effect_verdict=effect_verdict,
+                       verdict=verdict, reason=reason)  # fmt: skip
 
 
 # -- 4. inoculation -----------------------------------------------------------------------------
