@@ -52,4 +52,4 @@ def test_prediction_9_needs_a_planted_condition_in_the_base() -> None:
     }
     assert p9_triggered(arm)["verdict"] == SUPPORTED
     void = p9_triggered({f"triggered@{s}": _result((60, 2), (40, 40)) for s in stages})
-    assert void["verdict"] == INCONCLUSIVE and "does not show" in void["reason"]
+    assert void["verdict"] == INCONCLUSIVE and "base shows the condition" in void["reason"]
