@@ -173,12 +173,7 @@ def combine_prediction(per_seed: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
                 rows[t]["reason"] = reason
         out["per_technique"] = rows
         verdict = every({t: r["verdict"] for t, r in rows.items()})
-        lows = [r["effect"] for r in rows.values() if r["effect"].get("value") is not None]
-        out["effect"] = (
-            min(lows, key=lambda e: e["low"] if e["low"] is not None else e["value"])
-            if lows
-            else None
-        )
+        out["effect"] = _lowest(rows)
     else:
         pairs = [((p.get("effect") or {}).get("value"), p.get("effect_verdict", p["verdict"]))
                  for p in ran]  # fmt: skip
