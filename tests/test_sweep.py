@@ -25,7 +25,7 @@ from psmlab.predictions import (
     SUPPORTED,
     check,
 )
-from psmlab.sweep import _arms, run_sweep, seeded, trial_config, trial_dir
+from psmlab.sweep import _arms, run_sweep, same_plan, seeded, trial_config, trial_dir
 from psmlab.ui import QuietUI
 
 
@@ -151,6 +151,16 @@ def test_auditing_game_combines_per_role() -> None:
     assert out["per_technique"]["rlhf"]["roles"]["user"]["n_seeds"] == 3
     assert out["per_technique"]["rlhf"]["roles"]["narrator"]["verdict"] != SUPPORTED
     assert combine_auditing_game([None]) is None
+
+
+def test_a_plan_resumes_when_its_thread_budget_means_the_same_cpus() -> None:
+    plan = {"config": {"name": "p"}, "trials": [{"seed": 0, "arm": "main"}], "threads": 0}
+    assert same_plan(plan, {**plan, "threads": 2}, cores=2)  # 0 = every core = 2 here
+    assert same_plan({**plan, "threads": 2}, plan, cores=2)  # a plan storing the resolved count
+    assert not same_plan(plan, {**plan, "threads": 1}, cores=2)
+    assert not same_plan(plan, {**plan, "threads": 2}, cores=4)
+    assert not same_plan(plan, {**plan, "trials": []}, cores=2)
+    assert not same_plan(plan, {**plan, "config": {"name": "q"}}, cores=2)
 
 
 def test_two_trial_smoke_sweep_on_local_ray(tmp_path: Path) -> None:

@@ -158,7 +158,7 @@ def run_sweep(
     plan_file = root / "sweep-plan.json"
     # the requested thread budget (0 = every core), so a resume on another machine is the same plan
     plan = {"config": cfg.model_dump(mode="json"), "trials": trials, "threads": threads}
-    if plan_file.exists() and json.loads(plan_file.read_text()) != plan:
+    if plan_file.exists() and not same_plan(json.loads(plan_file.read_text()), plan, cores):
         raise PsmlabError(
             f"{root} holds a sweep with another config, seeds, arms or thread budget",
             hint="choose another --name, or repeat the first invocation to resume it",
@@ -180,6 +180,18 @@ def run_sweep(
                      sum(t["seconds"] for t in times))  # fmt: skip
     ui.log(f"[bold green]sweep[/bold green]: {path}, {root / 'sweep.html'}")
     return path
+
+
+def same_plan(stored: dict[str, Any], plan: dict[str, Any], cores: int) -> bool:
+    """Whether a stored sweep plan is the requested one: same config, trials and CPUs a trial,
+    where a thread budget of 0 means every core of this machine (so `--threads 2` resumes a
+    plan started with the default on 2 cores, and a plan written by an older psmlab that
+    stored the resolved count resumes)."""
+
+    def cpus(p: dict[str, Any]) -> Any:
+        return {**p, "threads": p.get("threads") or cores}
+
+    return cpus(stored) == cpus(plan)
 
 
 def _fit(
