@@ -161,6 +161,12 @@ def test_a_plan_resumes_when_its_thread_budget_means_the_same_cpus() -> None:
     assert not same_plan(plan, {**plan, "threads": 2}, cores=4)
     assert not same_plan(plan, {**plan, "trials": []}, cores=2)
     assert not same_plan(plan, {**plan, "config": {"name": "q"}}, cores=2)
+    # as `psmlab sweep --threads 2` and `psmlab run --preset paper` write them on 2 cores
+    default, two = (build_config("paper", overrides=[f"sweep.threads={n}"]) for n in (0, 2))
+    trials = plan["trials"]
+    a = {"config": default.model_dump(mode="json"), "trials": trials, "threads": 0}
+    b = {"config": two.model_dump(mode="json"), "trials": trials, "threads": 2}
+    assert same_plan(a, b, cores=2) and not same_plan(a, b, cores=4)
 
 
 def test_two_trial_smoke_sweep_on_local_ray(tmp_path: Path) -> None:

@@ -188,8 +188,15 @@ def same_plan(stored: dict[str, Any], plan: dict[str, Any], cores: int) -> bool:
     plan started with the default on 2 cores, and a plan written by an older psmlab that
     stored the resolved count resumes)."""
 
-    def cpus(p: dict[str, Any]) -> Any:
-        return {**p, "threads": p.get("threads") or cores}
+    def cpus(p: dict[str, Any]) -> dict[str, Any]:
+        out = {**p, "threads": p.get("threads") or cores}
+        sweep = (p.get("config") or {}).get("sweep")  # the config repeats the budget
+        if isinstance(sweep, dict) and "threads" in sweep:
+            out["config"] = {
+                **p["config"],
+                "sweep": {**sweep, "threads": sweep["threads"] or cores},
+            }
+        return out
 
     return cpus(stored) == cpus(plan)
 
