@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from psmlab.findings import MARK, checks_text, effect_text
+from psmlab.findings import MARK, checks_text, conditions_html, effect_text
 from psmlab.predictions import (
     EQUIVALENT,
     INCONCLUSIVE,
@@ -306,10 +306,7 @@ def render_html(out: Mapping[str, Any]) -> str:
             + "</small>"
             for t, r in (p.get("per_technique") or {}).items()
         )
-        if p.get("checks"):
-            per += f"<br><small>{e(checks_text(p['checks']))}</small>"
-        if p.get("reason"):
-            per += f"<br><small>{e(p['reason'])}</small>"
+        per += conditions_html(p)
         game = p.get("auditing_game")
         if game:
             per += (f"<br><small>auditing-game probe ({e(game['anchor'])}): "

@@ -115,6 +115,18 @@ def checks_text(checks: Mapping[str, Mapping[str, Any]] | None) -> str:
     return "; ".join(parts)
 
 
+def conditions_html(prediction: Mapping[str, Any]) -> str:
+    """A prediction's checks and the reason for its verdict, as small lines under its effect
+    (the same in a run's report and in a sweep's)."""
+    e = html.escape
+    out = ""
+    if prediction.get("checks"):
+        out += f"<br><small>{e(checks_text(prediction['checks']))}</small>"
+    if prediction.get("reason"):
+        out += f"<br><small>{e(prediction['reason'])}</small>"
+    return out
+
+
 def predictions_html(predictions: Sequence[Mapping[str, Any]]) -> list[str]:
     e = html.escape
     rows = ""
@@ -127,10 +139,7 @@ def predictions_html(predictions: Sequence[Mapping[str, Any]]) -> list[str]:
             + "</small>"
             for t, r in per.items()
         )
-        if p.get("checks"):
-            detail += f"<br><small>{e(checks_text(p['checks']))}</small>"
-        if p.get("reason"):
-            detail += f"<br><small>{e(p['reason'])}</small>"
+        detail += conditions_html(p)
         if p.get("trigger"):
             t = p["trigger"]["cluster_rise_instructed"]
             detail += (f"<br><small>inoculation prompt as a trigger: cluster rise "
