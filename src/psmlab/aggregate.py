@@ -22,12 +22,11 @@ from psmlab.predictions import (
     above,
     check,
     every,
-    number,
     side_verdict,
     with_checks,
 )
 from psmlab.rundir import RunDir, write_json_atomic
-from psmlab.stats import across_seeds
+from psmlab.stats import across_seeds, number
 
 
 def seed_report(
@@ -60,13 +59,23 @@ def _agreed(seed_verdicts: Sequence[str]) -> str:
     return vs[0] if len(set(vs)) == 1 else INCONCLUSIVE
 
 
-def _effect_verdict(agg: Mapping[str, Any], pairs: Sequence[tuple[Any, str]]) -> str:
-    """The across-seed interval's verdict on the effect; with one usable seed, that seed's own
-    verdict (the seed that has the value, not merely the first); with none, the seeds'."""
+def _effect_across(
+    per_seed: Sequence[Mapping[str, Any]], threshold: float
+) -> tuple[dict[str, Any], str]:
+    """An effect across seeds (each seed's prediction or technique row): its mean with a
+    Student-t interval, and the interval's verdict; with one usable seed, that seed's own
+    verdict on the effect (the seed that has the value, not merely the first); with none, the
+    seeds'."""
+    pairs = [((r.get("effect") or {}).get("value"), r.get("effect_verdict", r["verdict"]))
+             for r in per_seed]  # fmt: skip
+    agg = across_seeds([x for x, _ in pairs], threshold)
+    what = next((r["effect"]["what"] for r in per_seed if r.get("effect")), "")
     if agg["n_seeds"] >= 2:
-        return above(agg, agg["threshold"])
-    usable = [v for x, v in pairs if number(x) is not None]
-    return usable[0] if usable else _agreed([v for _, v in pairs])
+        verdict = above(agg, threshold)
+    else:
+        usable = [v for x, v in pairs if number(x) is not None]
+        verdict = usable[0] if usable else _agreed([v for _, v in pairs])
+    return {"what": what, **agg}, verdict
 
 
 def combine_checks(per_seed: Sequence[Mapping[str, Mapping[str, Any]]]) -> dict[str, Any]:
@@ -161,13 +170,10 @@ def combine_prediction(per_seed: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         rows = {}
         for t in techniques:
             mine = [p["per_technique"][t] for p in ran if t in (p.get("per_technique") or {})]
-            pairs = [((r["effect"] or {}).get("value"), r.get("effect_verdict", r["verdict"]))
-                     for r in mine]  # fmt: skip
-            agg = across_seeds([x for x, _ in pairs], out["threshold"])
+            effect, effect_verdict = _effect_across(mine, out["threshold"])
             checks = combine_checks([r.get("checks") or {} for r in mine])
-            verdict, reason = with_checks(_effect_verdict(agg, pairs), checks)
-            what = next((r["effect"]["what"] for r in mine if r["effect"]), "")
-            rows[t] = {"effect": {"what": what, **agg}, "checks": checks, "verdict": verdict,
+            verdict, reason = with_checks(effect_verdict, checks)
+            rows[t] = {"effect": effect, "checks": checks, "verdict": verdict,
                        "supported_in": sum(r["verdict"] == SUPPORTED for r in mine)}  # fmt: skip
             if reason:
                 rows[t]["reason"] = reason
@@ -175,12 +181,7 @@ def combine_prediction(per_seed: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         verdict = every({t: r["verdict"] for t, r in rows.items()})
         out["effect"] = _lowest(rows)
     else:
-        pairs = [((p.get("effect") or {}).get("value"), p.get("effect_verdict", p["verdict"]))
-                 for p in ran]  # fmt: skip
-        agg = across_seeds([x for x, _ in pairs], out["threshold"])
-        what = next((p["effect"]["what"] for p in ran if p.get("effect")), "")
-        out["effect"] = {"what": what, **agg}
-        verdict = _effect_verdict(agg, pairs)
+        out["effect"], verdict = _effect_across(ran, out["threshold"])
     checks = combine_checks([p.get("checks") or {} for p in ran])
     out["verdict"], reason = with_checks(verdict, checks)
     if checks:

@@ -23,6 +23,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from psmlab.stages.align import TECHNIQUES
+from psmlab.stats import number
 
 SUPPORTED, NOT_SUPPORTED, INCONCLUSIVE, NOT_RUN = (
     "supported",
@@ -107,11 +108,10 @@ def with_checks(
     return every({"effect": effect_verdict, **claims}), None
 
 
-def number(x: Any) -> float | None:
-    """A measured number, or None where there is none (None, NaN: e.g. a k½ never reached)."""
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return None
-    return float(x)
+def measured(ci: Mapping[str, Any]) -> dict[str, float | None]:
+    """An interval's value and ends as numbers, None where it has none (e.g. a k½ or a step
+    count never reached: None or NaN)."""
+    return {k: number(ci.get(k)) for k in ("value", "low", "high")}
 
 
 def newcombe(a: Mapping[str, Any], b: Mapping[str, Any]) -> dict[str, float]:
@@ -400,7 +400,7 @@ def p5_shallow(report: Mapping[str, Any]) -> dict[str, Any]:
         f3 = kl["front_3"]
         effect = {"what": f"KL share in first {FRONT_TOKENS} tokens - flat share",
                   **{k: f3[k] - flat for k in ("value", "low", "high")}}  # fmt: skip
-        k_half = {k: number(prefill["aligned"]["k_half"].get(k)) for k in ("value", "low", "high")}
+        k_half = measured(prefill["aligned"]["k_half"])
         if k_half["value"] is None or k_half["high"] is None:
             depth = NOT_SUPPORTED  # never reached half (None or NaN): not shallow by this readout
         else:
@@ -476,8 +476,7 @@ def p7_knowledge(report: Mapping[str, Any]) -> dict[str, Any]:
         acc = ret["aligned"]["likelihood"]["accuracy"]
         diff = normal_difference(acc, filtered_ret["aligned"]["likelihood"]["accuracy"])
         kept = above(diff, 0.0)
-        br = {k: number(frag["aligned"]["unaligned"]["steps_to_break"].get(k))
-              for k in ("value", "low", "high")}  # fmt: skip
+        br = measured(frag["aligned"]["unaligned"]["steps_to_break"])
         if br["value"] is None or br["low"] is None:
             back = NOT_SUPPORTED  # never broke within the schedule
         elif br["high"] is None:

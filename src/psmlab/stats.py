@@ -152,6 +152,15 @@ def t_quantile(p: float, df: int) -> float:
     return (lo + hi) / 2
 
 
+def number(x: Any) -> float | None:
+    """A measured number, or None where there is none (None, or NaN: a seed or a readout that
+    could not measure it)."""
+    if x is None:
+        return None
+    f = float(x)
+    return None if math.isnan(f) else f
+
+
 def across_seeds(
     values: Sequence[float | None],
     threshold: float = 0.0,
@@ -163,7 +172,7 @@ def across_seeds(
     (one-sided p) or of "the mean differs from `threshold`" (`two_sided`); with one seed, no
     interval and no test. None and NaN values (a seed that could not measure it) are left out;
     `n_seeds` says how many were used."""
-    xs = [float(v) for v in values if v is not None and not math.isnan(float(v))]
+    xs = [x for x in map(number, values) if x is not None]
     n = len(xs)
     out: dict[str, Any] = {"n_seeds": n, "values": xs, "threshold": threshold,
                            "confidence": confidence}  # fmt: skip
