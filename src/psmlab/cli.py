@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -58,6 +59,17 @@ Force = Annotated[
     ),
 ]
 
+Jobs = Annotated[
+    int | None,
+    typer.Option(
+        "--jobs",
+        "-j",
+        min=1,
+        help="stages run at a time, each in a worker process (default: 2 on a machine with 2 or "
+        "more cores); 1 runs them in order in this process. The numbers are the same.",
+    ),
+]
+
 
 def _config(
     preset: str, config: Path | None, sets: list[str] | None, name: str | None
@@ -103,6 +115,7 @@ def run(
     name: Name = None,
     runs_dir: RunsDir = Path("runs"),
     force: Force = False,
+    jobs: Jobs = None,
 ) -> None:
     from psmlab.pipeline import run_all
 
@@ -111,7 +124,9 @@ def run(
     if cfg.preset == "paper":  # the experiment over seeds and arms: a sweep
         _sweep(cfg, runs_dir, None, ui)
         return
-    path = run_all(cfg, runs_dir, ui, force)
+    if jobs is None:  # two stages side by side keep 2 cores busy (see psmlab.stages.pool)
+        jobs = 2 if (os.cpu_count() or 1) >= 2 else 1
+    path = run_all(cfg, runs_dir, ui, force, jobs)
     _print_summary(path, ui)
     ui.markdown((path.parent / "summary.md").read_text())  # last: what the run found
 

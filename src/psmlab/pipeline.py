@@ -43,19 +43,29 @@ def run_stages(
     }
 
 
-def run_all(cfg: RunConfig, runs_root: Path, ui: UI, force: bool = False) -> Path:
-    """`psmlab run`: every registered stage, the control if configured, then the report."""
+def run_all(cfg: RunConfig, runs_root: Path, ui: UI, force: bool = False, jobs: int = 1) -> Path:
+    """`psmlab run`: every registered stage, the control if configured, then the report.
+
+    `jobs` > 1 runs that many stages at a time in worker processes (`psmlab.stages.pool`),
+    main run and control side by side, with the same numbers; 1 runs them here in order."""
     from psmlab.stages.align import preflight
+    from psmlab.stages.pool import Arm, run_pool
 
     run = RunDir(runs_root / cfg.name)
     preflight(cfg, run)  # a bad constitution or spec file fails before anything is written
     run.write_run_config(cfg.model_dump(mode="json"), only_if_missing=True)
     ui.log(f"psmlab run '{cfg.name}' (preset {cfg.preset}) -> {run.root}")
-    run_stages(run, cfg, ui, force=force)
     control = RunDir(run.root / CONTROL_DIR)
+    arms = [Arm(run, cfg)]
     if cfg.rho_control:
         ui.log(f"control world (rho=0, same everything else) -> {control.root}")
-        run_stages(control, control_config(cfg), ui, CONTROL_STAGES, force, CONTROL_OPTIONS)
+        arms.append(Arm(control, control_config(cfg), CONTROL_STAGES, CONTROL_OPTIONS))
+    if jobs > 1:
+        ui.log(f"{jobs} stages at a time, in worker processes")
+        run_pool(arms, ui, force, jobs)
+    else:
+        for arm in arms:
+            run_stages(arm.run, arm.cfg, ui, arm.targets, force, arm.options)
     run.write_run_config(cfg.model_dump(mode="json"))
     path = write_report(run, cfg, {CONTROL_KEY: control})
     ui.log(f"[bold green]report[/bold green]: {path} and {path.with_suffix('.html')}")
