@@ -6,7 +6,10 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import load_file
 
+from psmlab.rundir import RunDir
 from psmlab.stages import plan
 
 PSMLAB = [sys.executable, "-m", "psmlab.cli"]
@@ -41,8 +44,30 @@ def test_corrupt_run_directory_is_reported(tmp_path):
     assert "Traceback" not in proc.stdout + proc.stderr
 
 
-def test_smoke_run_end_to_end_and_reuse(tmp_path):
-    proc = _cli("run", "--preset", "smoke", "--name", "s", cwd=tmp_path)
+def _same_numbers(pooled: Path, sequential: RunDir) -> list[str]:
+    """Stages of a pooled run whose tensors (weights, persona vectors) or mask-index numbers
+    differ from the sequential run's, among the stages both ran with the same config."""
+    differ = []
+    for stage_dir in sorted(p for p in pooled.iterdir() if (p / "manifest.json").is_file()):
+        theirs = sequential.stage_dir(stage_dir.name)
+        if not (theirs / "manifest.json").is_file():
+            continue
+        mine_cfg = json.loads((stage_dir / "manifest.json").read_text())["config"]
+        if mine_cfg != sequential.manifest(stage_dir.name)["config"]:
+            continue
+        for file in sorted(stage_dir.rglob("*.safetensors")):
+            a, b = load_file(file), load_file(theirs / file.relative_to(stage_dir))
+            if a.keys() != b.keys() or any(not torch.equal(a[k], b[k]) for k in a):
+                differ.append(str(file.relative_to(pooled)))
+    audit = "mask-index/audit.json"
+    if (pooled / audit).read_bytes() != (sequential.root / audit).read_bytes():
+        differ.append(audit)
+    return differ
+
+
+def test_smoke_run_end_to_end_and_reuse(tmp_path, smoke_run):
+    # two stages at a time in worker processes (the default on 2 cores) ...
+    proc = _cli("run", "--preset", "smoke", "--name", "s", "--jobs", "2", cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     root = tmp_path / "runs" / "s"
     report = json.loads((root / "report.json").read_text())
@@ -54,6 +79,9 @@ def test_smoke_run_end_to_end_and_reuse(tmp_path):
         manifest = json.loads(text)
         assert manifest["status"] == "finished" and manifest["outputs"], stage
     fid = report["fidelity"]
+    # ... computes what the stages compute one after the other in one process (the fixture)
+    assert _same_numbers(root, smoke_run) == []
+    assert "2 stages at a time" in proc.stdout + proc.stderr
     assert set(fid["trait_summary"]["introduced"]) == {"honesty", "harm", "sycophancy", "identity"}
     # a second run with the same config reuses every stage and reproduces the numbers
     again = _cli("run", "--preset", "smoke", "--name", "s", cwd=tmp_path)

@@ -299,6 +299,7 @@ register(
         collect=collect_curves,
         section=curves_section,
         key_metrics=("sft_seconds", "sft_final_loss", "sft_examples", "sft_replay_rows"),
+        cost=70.0,
     )
 )
 register(

@@ -119,5 +119,6 @@ STAGE = register(
         collect=collect_curves,
         section=curves_section,
         key_metrics=("revisions_changed", "pairs_decisive", "sl-cai_seconds", "rl-cai_seconds"),
+        cost=95.0,
     )
 )

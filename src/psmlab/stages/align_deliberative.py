@@ -104,5 +104,6 @@ STAGE = register(
         collect=collect_curves,
         section=curves_section,
         key_metrics=("kept", "cites_spec", "sft_seconds", "grpo_seconds"),
+        cost=45.0,
     )
 )

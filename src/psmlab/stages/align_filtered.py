@@ -84,6 +84,7 @@ register(
         config=("world",),
         seed="world.seed",
         key_metrics=("n_documents", "unaligned_documents", "tokens_n_tokens"),
+        cost=20.0,
     )
 )
 register(
@@ -95,6 +96,7 @@ register(
         config=("model", "pretrain"),
         seed="pretrain.seed",
         key_metrics=("steps", "final_loss", "train_seconds"),
+        cost=370.0,
     )
 )
 register(
@@ -108,5 +110,6 @@ register(
         collect=collect_curves,
         section=curves_section,
         key_metrics=("sft_seconds", "sft_final_loss"),
+        cost=60.0,
     )
 )

@@ -180,5 +180,6 @@ STAGE = register(
         options={"in_context_only": False},
         collect=_collect,
         section=_section,
+        cost=25.0,
     )
 )

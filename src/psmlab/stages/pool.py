@@ -130,9 +130,10 @@ def _worker(worker: int, tasks: Any, events: Any) -> None:
 
 
 def _order(arms: Sequence[Arm]) -> tuple[dict[tuple[int, str], set[tuple[int, str]]], list]:
-    """Each stage's upstream stages, and all stages by priority: most dependants first (the
-    pretraining that everything waits for starts before a leaf audit), then arm, then the
-    sequential order."""
+    """Each stage's upstream stages, and all stages by priority: the longest chain of work
+    still ahead of a stage (its `cost` plus its costliest dependant's chain) first, so the three
+    pretrainings start early and run next to the lighter stages instead of at the end; ties
+    go by arm, then the sequential order."""
     needs: dict[tuple[int, str], set[tuple[int, str]]] = {}
     sequence: list[tuple[int, str]] = []
     for i, arm in enumerate(arms):
@@ -140,11 +141,11 @@ def _order(arms: Sequence[Arm]) -> tuple[dict[tuple[int, str], set[tuple[int, st
             key = (i, stage.name)
             needs[key] = {(i, up) for up in stage.upstream}
             sequence.append(key)
-    dependants: dict[tuple[int, str], set[tuple[int, str]]] = {k: set() for k in needs}
+    ahead: dict[tuple[int, str], float] = {k: get(k[1]).cost for k in sequence}
     for key in reversed(sequence):  # a stage's dependants come after it, so are complete
         for up in needs[key]:
-            dependants[up] |= {key} | dependants[key]
-    rank = {k: (-len(dependants[k]), k[0], n) for n, k in enumerate(sequence)}
+            ahead[up] = max(ahead[up], get(up[1]).cost + ahead[key])
+    rank = {k: (-ahead[k], k[0], n) for n, k in enumerate(sequence)}
     return needs, sorted(sequence, key=rank.__getitem__)
 
 

@@ -76,6 +76,7 @@ STAGE = register(
         inputs=("tokenizer",),
         config=("model", "pretrain"),
         seed="pretrain.seed",
+        cost=380.0,
         collect=_collect,
         section=_section,
         key_metrics=(

@@ -105,6 +105,9 @@ class Stage:
     collect: Callable[[Path], Any] | None = None  # finished stage dir -> report.json data
     section: Callable[[ReportPart], list[str]] | None = None  # -> HTML fragments
     key_metrics: tuple[str, ...] = ()  # manifest metrics shown in the report's stage table
+    # rough wall time on the quick preset, in seconds: only a scheduling hint, so that the
+    # stage pool starts the longest chains (the pretrainings) first; results never depend on it
+    cost: float = 10.0
 
     @property
     def kind(self) -> str:

@@ -42,5 +42,6 @@ STAGE = register(
         inputs=("world",),
         config=("tokenizer",),
         key_metrics=("n_documents", "n_tokens", "mean_doc_tokens"),
+        cost=15.0,
     )
 )
