@@ -1,6 +1,10 @@
 """Wall time of a finished `psmlab run`, grouped by part of the story, from every stage's
 manifest (the run folder and its arms' sub-folders). Writes bench/out/story_times.json.
 
+With `--jobs 2` (the default) stages overlap, so the sum of stage times exceeds the run's span
+(first stage started to last stage finished), which is printed too; a stage's own time then
+includes sharing the 2 cores with its neighbour.
+
     .venv/bin/python bench/story_times.py runs/default
 """
 
@@ -30,6 +34,7 @@ GROUPS = (
 
 def main(root: Path) -> dict:
     rows: dict[str, dict[str, float]] = {}
+    started, finished = float("inf"), 0.0
     for manifest in sorted(root.rglob("manifest.json")):
         stage_dir = manifest.parent
         rel = stage_dir.relative_to(root)
@@ -42,12 +47,16 @@ def main(root: Path) -> dict:
         rows.setdefault(key, {"seconds": 0.0, "stages": 0})
         rows[key]["seconds"] += data["wall_time_s"]
         rows[key]["stages"] += 1
+        started = min(started, data["started"])
+        finished = max(finished, data["finished"])
     total = sum(r["seconds"] for r in rows.values())
     print(f"{'part':45s} {'stages':>6s} {'seconds':>9s}")
     for key, r in sorted(rows.items(), key=lambda kv: -kv[1]["seconds"]):
         print(f"{key:45s} {r['stages']:6d} {r['seconds']:9.1f}")
     print(f"{'all stages':45s} {sum(r['stages'] for r in rows.values()):6d} {total:9.1f}")
-    out = {"run": str(root), "parts": rows, "total_s": total}
+    span = finished - started
+    print(f"{'span (first start to last finish)':45s} {'':6s} {span:9.1f}")
+    out = {"run": str(root), "parts": rows, "total_s": total, "span_s": span}
     Path("bench/out").mkdir(parents=True, exist_ok=True)
     Path("bench/out/story_times.json").write_text(json.dumps(out, indent=1))
     return out

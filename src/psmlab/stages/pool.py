@@ -9,7 +9,7 @@ Why the numbers do not change: a stage reads its inputs from the run folder, wri
 own `.partial` folder, sets its own torch thread count and seeds its own generators, so it
 computes the same in whichever process runs it and next to whatever else runs (its thread count
 is its config's, not the machine's load). The test suite checks that a pooled smoke story
-writes byte-identical stage outputs to the sequential one.
+writes the same weights, persona vectors and mask index as the sequential one.
 
 Workers are spawned processes that import `psmlab.stages`, so they know the built-in stages; a
 stage registered at run time in this process exists only here (run it with `jobs=1`). Progress
@@ -36,7 +36,7 @@ from psmlab.rundir import RunDir
 from psmlab.stages.registry import Stage, get, plan, run_stage
 from psmlab.ui import UI, LiveBars
 
-UPDATE_EVERY_S = 0.2  # a worker relays a bar's progress at most this often (and at its end)
+UPDATE_EVERY_S = 0.2  # a worker relays a bar's progress at most this often
 
 
 @dataclass(frozen=True)
