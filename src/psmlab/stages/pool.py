@@ -36,6 +36,7 @@ from psmlab.rundir import RunDir
 from psmlab.stages.registry import Stage, get, plan, run_stage
 from psmlab.ui import UI, LiveBars
 
+Key = tuple[int, str]  # a stage of one arm: (arm index, stage name)
 UPDATE_EVERY_S = 0.2  # a worker relays a bar's progress at most this often
 
 
@@ -51,7 +52,7 @@ class Arm:
 
 @dataclass(frozen=True)
 class _Task:
-    key: tuple[int, str]  # (arm index, stage name)
+    key: Key
     root: Path
     cfg: RunConfig
     force: bool
@@ -129,31 +130,31 @@ def _worker(worker: int, tasks: Any, events: Any) -> None:
             return
 
 
-def _order(arms: Sequence[Arm]) -> tuple[dict[tuple[int, str], set[tuple[int, str]]], list]:
+def _order(arms: Sequence[Arm]) -> tuple[dict[Key, set[Key]], list[Key]]:
     """Each stage's upstream stages, and all stages by priority: the longest chain of work
     still ahead of a stage (its `cost` plus its costliest dependant's chain) first, so the three
     pretrainings start early and run next to the lighter stages instead of at the end; ties
     go by arm, then the sequential order."""
-    needs: dict[tuple[int, str], set[tuple[int, str]]] = {}
-    sequence: list[tuple[int, str]] = []
+    needs: dict[Key, set[Key]] = {}
+    cost: dict[Key, float] = {}
     for i, arm in enumerate(arms):
         for stage in plan(arm.targets):
-            key = (i, stage.name)
-            needs[key] = {(i, up) for up in stage.upstream}
-            sequence.append(key)
-    ahead: dict[tuple[int, str], float] = {k: get(k[1]).cost for k in sequence}
+            needs[(i, stage.name)] = {(i, up) for up in stage.upstream}
+            cost[(i, stage.name)] = stage.cost
+    sequence = list(needs)  # dependency order within each arm
+    ahead = dict(cost)  # a stage's own cost, then the costliest chain starting at it
     for key in reversed(sequence):  # a stage's dependants come after it, so are complete
         for up in needs[key]:
-            ahead[up] = max(ahead[up], get(up[1]).cost + ahead[key])
+            ahead[up] = max(ahead[up], cost[up] + ahead[key])
     rank = {k: (-ahead[k], k[0], n) for n, k in enumerate(sequence)}
     return needs, sorted(sequence, key=rank.__getitem__)
 
 
-def run_pool(arms: Sequence[Arm], ui: UI, force: bool = False, jobs: int = 2) -> dict:
+def run_pool(arms: Sequence[Arm], ui: UI, force: bool = False, jobs: int = 2) -> dict[Key, bool]:
     """Run every arm's stages, `jobs` at a time; returns {(arm index, stage): reused}."""
     needs, queue_order = _order(arms)
-    done: dict[tuple[int, str], bool] = {}
-    running: set[tuple[int, str]] = set()
+    done: dict[Key, bool] = {}
+    running: set[Key] = set()
     ctx = mp.get_context("spawn")  # no fork of a process that holds torch threads
     tasks, events = ctx.Queue(), ctx.Queue()
     workers = [
@@ -185,7 +186,9 @@ def run_pool(arms: Sequence[Arm], ui: UI, force: bool = False, jobs: int = 2) ->
     return done
 
 
-def _handle(events: Any, bars: LiveBars, done: dict, running: set, workers: list) -> None:
+def _handle(
+    events: Any, bars: LiveBars, done: dict[Key, bool], running: set[Key], workers: list[Any]
+) -> None:
     """Wait for the next event (a second at most) and apply it."""
     try:
         event = events.get(timeout=1.0)
